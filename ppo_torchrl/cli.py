@@ -1,0 +1,72 @@
+"""Command-line plumbing shared by the entry points: one flag per PPOConfig field.
+
+Flags are generated from the dataclass, so a new hyperparameter gets its flag, its help
+text and its default in ``--help`` without touching this file. Values arrive as strings
+and are converted and checked by PPOConfig itself, so a bad value from a flag and from a
+config file produce the same one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, NoReturn
+
+from ppo_torchrl.config import PPOConfig, load_config_file
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _metavar(kind: str) -> str:
+    for prefix, name in (("int", "INT"), ("float", "FLOAT"), ("tuple", "INT"), ("str", "STR")):
+        if kind.startswith(prefix):
+            return name
+    return "VALUE"
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--field-name`` for every PPOConfig field; unset flags stay out of the namespace."""
+    group = parser.add_argument_group("hyperparameters (PPOConfig fields)")
+    for f in dataclasses.fields(PPOConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {_show(f.default)})"
+        kind = str(f.type)
+        if kind.startswith("bool"):
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=f.name,
+                default=argparse.SUPPRESS,
+                help=help_text,
+                metavar=_metavar(kind),
+                nargs="+" if kind.startswith("tuple") else None,
+            )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def config_from_args(args: argparse.Namespace) -> PPOConfig:
+    """Defaults, then the ``--config`` file, then flags given on the command line."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
+    values.update({name: getattr(args, name) for name in PPOConfig.field_names() if hasattr(args, name)})
+    if isinstance(values.get("solved_threshold"), str) and values["solved_threshold"].lower() == "none":
+        values["solved_threshold"] = None
+    return PPOConfig(**values)

@@ -1,0 +1,101 @@
+"""What a person watching training sees: a live bar, episode lines, a closing summary.
+
+The trainer calls a `Reporter`; `QuietReporter` (the library default) prints nothing,
+`ConsoleReporter` (the CLI's) draws a tqdm bar on stderr and writes the tutorial-style
+``Episode N: Average Reward = X`` line to stdout every 10 completed episodes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from ppo_torchrl.evaluate import EvalResult
+    from ppo_torchrl.trainer import TrainResult
+
+EPISODE_LINE_EVERY = 10
+
+
+class QuietReporter:
+    def start(self, total_frames: int, threshold: float | None) -> None:
+        pass
+
+    def episodes(self, returns: list[float], solved: bool) -> None:
+        pass
+
+    def update(self, frames: int, frames_per_second: float) -> None:
+        pass
+
+    def evaluation(self, frames: int, result: EvalResult, solved: bool) -> None:
+        pass
+
+    def finish(self, result: TrainResult) -> None:
+        pass
+
+
+class ConsoleReporter(QuietReporter):
+    def __init__(self, out: TextIO = sys.stdout, bar: bool = True) -> None:
+        self.out = out
+        self.show_bar = bar
+        self.returns: list[float] = []
+        self.bar = None
+
+    def _print(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=self.out)
+        else:
+            print(line, file=self.out, flush=True)
+
+    def start(self, total_frames: int, threshold: float | None) -> None:
+        if self.show_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_frames, unit="frame", unit_scale=True, dynamic_ncols=True)
+
+    def episodes(self, returns: list[float], solved: bool) -> None:
+        # One line per 10 completed episodes, averaging exactly those 10, as the tutorial does.
+        for value in returns:
+            self.returns.append(value)
+            n = len(self.returns)
+            if n % EPISODE_LINE_EVERY == 0:
+                avg = sum(self.returns[-EPISODE_LINE_EVERY:]) / EPISODE_LINE_EVERY
+                self._print(f"Episode {n}: Average Reward = {avg:.1f}" + (" (solved!)" if solved else ""))
+
+    def update(self, frames: int, frames_per_second: float) -> None:
+        if self.bar is None:
+            return
+        recent = self.returns[-EPISODE_LINE_EVERY:]
+        avg = f"{sum(recent) / len(recent):.1f}" if recent else "-"
+        self.bar.set_postfix_str(f"avg return {avg}, {frames_per_second:,.0f} frames/s", refresh=False)
+        self.bar.update(frames - self.bar.n)
+
+    def evaluation(self, frames: int, result: EvalResult, solved: bool) -> None:
+        self._print(f"[eval @ {frames:,} frames] greedy return {result}" + (" -> solved" if solved else ""))
+
+    def finish(self, result: TrainResult) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        first, last = self.returns[:EPISODE_LINE_EVERY], self.returns[-EPISODE_LINE_EVERY:]
+        lines = ["", "=" * 60, " SUMMARY", "=" * 60]
+        if first:
+            avg_first, avg_last = sum(first) / len(first), sum(last) / len(last)
+            lines += [
+                f"Average reward (first {len(first)} episodes): {avg_first:.1f}",
+                f"Average reward (last {len(last)} episodes):  {avg_last:.1f}",
+                f"Improvement: {avg_last - avg_first:+.1f}",
+            ]
+        lines += [
+            f"Final greedy evaluation: {result.final_eval_mean:.1f} ± {result.final_eval_std:.1f}"
+            f" over {result.eval_episodes} episodes"
+            + (f" (solved at {result.solved_at_frames:,} frames)" if result.solved else " (not solved)"),
+            f"Frames: {result.frames:,} in {result.episodes:,} episodes, {result.updates} updates",
+            f"Wall time: {result.train_seconds:.1f} s training (+{result.eval_seconds:.1f} s evaluation)",
+        ]
+        if result.checkpoint:
+            lines.append(f"Checkpoint: {result.checkpoint}")
+        if result.run_id:
+            lines.append(f"MLflow run: {result.run_id}")
+        for line in lines:
+            self._print(line)
