@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import gymnasium as gym
-from torchrl.envs import EnvBase, GymWrapper, RewardScaling, RewardSum, TransformedEnv
+from torchrl.envs import EnvBase, GymWrapper, RewardScaling, RewardSum
 
 from ppo_torchrl.config import ConfigError, PPOConfig
 
@@ -51,10 +51,9 @@ def make_env(cfg: PPOConfig, num_envs: int | None = None) -> EnvBase:
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
     )
-    env = TransformedEnv(
-        GymWrapper(vector_env, categorical_action_encoding=True),
-        RewardSum(in_keys=["reward"], out_keys=["episode_reward"]),
-    )
+    # GymWrapper over a vector env is already a TransformedEnv; extend its transforms.
+    env = GymWrapper(vector_env, categorical_action_encoding=True)
+    env = env.append_transform(RewardSum(in_keys=["reward"], out_keys=["episode_reward"]))
     if cfg.reward_scale != 1.0:
         # Appended after RewardSum so that episode_reward stays in the env's own units.
         env.append_transform(RewardScaling(loc=0.0, scale=cfg.reward_scale))

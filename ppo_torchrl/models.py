@@ -40,15 +40,16 @@ def _mlp(in_features: int, out_features: int, hidden: tuple[int, ...], out_gain:
 
 
 def observation_size(env: EnvBase) -> int:
-    shape = env.observation_spec["observation"].shape
-    return int(shape[-1]) if len(shape) > len(env.batch_size) else 1
+    shape = env.observation_spec_unbatched["observation"].shape
+    return int(shape[-1]) if len(shape) else 1
 
 
 def make_actor_critic(cfg: PPOConfig, env: EnvBase) -> tuple[ProbabilisticActor, ValueOperator]:
     """Build the policy and the value function for ``env``'s observation and action specs."""
     torch.manual_seed(cfg.seed)
     n_obs = observation_size(env)
-    action_spec: TensorSpec = env.full_action_spec["action"]
+    # Unbatched: the modules must not depend on how many envs run side by side.
+    action_spec: TensorSpec = env.full_action_spec_unbatched["action"]
     if isinstance(action_spec, (Categorical, OneHot)):
         n_actions = int(action_spec.space.n)
         net = _mlp(n_obs, n_actions, cfg.hidden_sizes, out_gain=0.01)

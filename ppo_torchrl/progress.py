@@ -35,11 +35,15 @@ class QuietReporter:
 
 
 class ConsoleReporter(QuietReporter):
-    def __init__(self, out: TextIO = sys.stdout, bar: bool = True) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None, bar: bool = True) -> None:
+        self._out = out
         self.show_bar = bar
         self.returns: list[float] = []
         self.bar = None
+
+    @property
+    def out(self) -> TextIO:
+        return self._out or sys.stdout  # looked up late, so redirection works
 
     def _print(self, line: str) -> None:
         if self.bar is not None:
@@ -51,7 +55,10 @@ class ConsoleReporter(QuietReporter):
         if self.show_bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_frames, unit="frame", unit_scale=True, dynamic_ncols=True)
+            # disable=None: no bar when stderr is not a terminal (CI logs, pipes).
+            self.bar = tqdm(
+                total=total_frames, unit="frame", unit_scale=True, dynamic_ncols=True, disable=None
+            )
 
     def episodes(self, returns: list[float], solved: bool) -> None:
         # One line per 10 completed episodes, averaging exactly those 10, as the tutorial does.

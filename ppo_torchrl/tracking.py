@@ -66,6 +66,7 @@ class MlflowTracker:
         self.run_id: str | None = run.info.run_id
         params = [Param(k, str(v)) for k, v in cfg.to_dict().items()]
         self.client.log_batch(self.run_id, params=params, synchronous=True)
+        self.client.log_dict(self.run_id, cfg.to_dict(), "config.yaml")
         self._buffer: list[Any] = []
         self._last_flush = time.monotonic()
         self._ended = False

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 from pathlib import Path
+from typing import Any
 
 from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, config_from_args
 from ppo_torchrl.config import ConfigError
-from ppo_torchrl.envs import env_spec
 from ppo_torchrl.tracking import TrackingError, make_tracker
 
 
@@ -38,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
+        from ppo_torchrl.envs import env_spec  # imports torch and TorchRL: after the cheap checks
+
         env_spec(cfg.env)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
             raise ConfigError(f"summary-json: folder does not exist: {Path(args.summary_json).parent}")
-        tracker = make_tracker(cfg)
+        tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}")
     except (ConfigError, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -73,6 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         print(explain(cfg, result))
     return 0
 
+
+class _CallableTrainModule(types.ModuleType):
+    """``ppo_torchrl.train`` names both this CLI module and the public ``train()`` function.
+
+    Importing a submodule rebinds the package attribute to the module, which would shadow
+    the function for ``from ppo_torchrl import train``; calling the module trains instead.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from ppo_torchrl.trainer import train
+
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableTrainModule
 
 if __name__ == "__main__":
     sys.exit(main())

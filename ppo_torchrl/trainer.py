@@ -127,7 +127,7 @@ def train(
         env,
         actor,
         frames_per_batch=cfg.frames_per_batch,
-        total_frames=cfg.frames,
+        total_frames=-1,  # the loop below enforces the frame and episode budgets
         auto_register_policy_transforms=False,
     )
     run_dir = Path(run_dir or Path(cfg.checkpoint_dir) / (tracker.run_id or _stamp(cfg)))
@@ -193,7 +193,7 @@ def train(
                 reporter.evaluation(c.frames, last_eval, solved_at is not None)
                 if solved_at is not None and cfg.stop_when_solved:
                     break
-            if cfg.episodes and c.episodes >= cfg.episodes:
+            if c.frames >= cfg.frames or (cfg.episodes and c.episodes >= cfg.episodes):
                 break
             if cfg.checkpoint_every_frames and c.frames >= next_checkpoint:
                 next_checkpoint += cfg.checkpoint_every_frames

@@ -1,0 +1,190 @@
+"""Each factory on its own: env, actor-critic, GAE, ClipPPOLoss, the PPO update."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
+from torchrl.objectives import ClipPPOLoss
+from torchrl.objectives.value import GAE
+
+from ppo_torchrl import (
+    PPOConfig,
+    PPOUpdate,
+    make_actor_critic,
+    make_advantage,
+    make_env,
+    make_loss,
+    make_optimizer,
+)
+from ppo_torchrl.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def cartpole() -> tuple[PPOConfig, object]:
+    cfg = PPOConfig(num_envs=4, rollout_steps=16, minibatch_size=32)
+    env = make_env(cfg)
+    yield cfg, env
+    env.close()
+
+
+def test_make_env_is_batched_over_num_envs(cartpole) -> None:
+    cfg, env = cartpole
+    assert env.batch_size == torch.Size([cfg.num_envs])
+    rollout = env.rollout(5, break_when_any_done=False)
+    assert rollout.batch_size == torch.Size([cfg.num_envs, 5])
+    assert rollout["observation"].shape == (cfg.num_envs, 5, 4)
+    assert rollout["next", "reward"].dtype == torch.float32
+    for key in ("done", "terminated", "truncated", "episode_reward"):
+        assert ("next", key) in rollout.keys(True)
+
+
+def test_make_env_rejects_unknown_ids() -> None:
+    with pytest.raises(ConfigError, match="env: unknown gymnasium environment id 'NoSuchEnv-v9'"):
+        make_env(PPOConfig(env="NoSuchEnv-v9"))
+
+
+def test_truncation_keeps_the_final_observation_in_next() -> None:
+    """GAE must bootstrap from the real last state of a time-limited episode."""
+    env = make_env(PPOConfig(env="Pendulum-v1", num_envs=2, minibatch_size=64))  # 200-step limit
+    rollout = env.rollout(201, break_when_any_done=False)
+    t = 199
+    assert rollout["next", "truncated"][:, t].all() and not rollout["next", "terminated"].any()
+    # The next observation continues the trajectory (cos, sin of the angle stay on the unit
+    # circle and close to the previous step), while the following root observation is a reset.
+    final = rollout["next", "observation"][:, t]
+    previous = rollout["observation"][:, t]
+    assert torch.allclose(final[:, :2].norm(dim=-1), torch.ones(2), atol=1e-4)
+    assert (final[:, :2] - previous[:, :2]).abs().max() < 0.5
+    assert not torch.allclose(rollout["observation"][:, t + 1], final, atol=0.1)
+    env.close()
+
+
+def test_actor_critic_discrete(cartpole) -> None:
+    cfg, env = cartpole
+    actor, critic = make_actor_critic(cfg, env)
+    assert isinstance(actor, ProbabilisticActor) and isinstance(critic, ValueOperator)
+    td = actor(env.reset())
+    assert td["action"].shape == (cfg.num_envs,) and td["action"].dtype == torch.int64
+    assert td["action_log_prob"].shape == (cfg.num_envs,)
+    assert critic(td)["state_value"].shape == (cfg.num_envs, 1)
+    # separate networks: no parameter is shared
+    assert not {id(p) for p in actor.parameters()} & {id(p) for p in critic.parameters()}
+
+
+def test_actor_critic_orthogonal_init(cartpole) -> None:
+    cfg, env = cartpole
+    actor, _critic = make_actor_critic(cfg, env)
+    linears = [m for m in actor.modules() if isinstance(m, torch.nn.Linear)]
+    hidden, last = linears[0], linears[-1]
+    # Orthogonal rows (4 inputs < 64 outputs: W^T W = gain^2 I).
+    w = hidden.weight
+    assert torch.allclose(w.T @ w, 2.0 * torch.eye(w.shape[1]), atol=1e-4)
+    w = last.weight  # policy head: gain 0.01, so the initial policy is near uniform
+    assert torch.allclose(w @ w.T, 1e-4 * torch.eye(w.shape[0]), atol=1e-7)
+    assert all(torch.count_nonzero(m.bias) == 0 for m in linears)
+    probs = torch.softmax(actor.module[0](env.reset())["logits"], -1)
+    assert torch.allclose(probs, torch.full_like(probs, 0.5), atol=0.02)
+
+
+def test_actor_critic_continuous_actions_stay_in_bounds() -> None:
+    cfg = PPOConfig(env="Pendulum-v1", num_envs=3, minibatch_size=64)
+    env = make_env(cfg)
+    actor, _ = make_actor_critic(cfg, env)
+    td = actor(env.reset())
+    assert isinstance(actor.get_dist(td), TanhNormal)
+    assert td["action"].shape == (3, 1)
+    assert (td["action"].abs() <= 2.0).all()
+    env.close()
+
+
+def test_make_advantage_is_gae_with_config_values(cartpole) -> None:
+    cfg, env = cartpole
+    _, critic = make_actor_critic(cfg, env)
+    gae = make_advantage(PPOConfig(gamma=0.9, lam=0.7), critic)
+    assert isinstance(gae, GAE)
+    assert float(gae.gamma) == pytest.approx(0.9) and float(gae.lmbda) == pytest.approx(0.7)
+
+
+def test_make_loss_is_clip_ppo_with_config_values(cartpole) -> None:
+    cfg, env = cartpole
+    actor, critic = make_actor_critic(cfg, env)
+    loss = make_loss(PPOConfig(clip_epsilon=0.3, entropy_coef=0.02, critic_coef=0.7), actor, critic)
+    assert isinstance(loss, ClipPPOLoss)
+    assert float(loss.clip_epsilon) == pytest.approx(0.3)
+    assert float(loss.entropy_coeff) == pytest.approx(0.02)
+    assert float(loss.critic_coeff) == pytest.approx(0.7)
+    assert loss.loss_critic_type == "l2"
+
+
+def _rollout(cfg: PPOConfig, env, actor) -> TensorDict:
+    with torch.no_grad():
+        return env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
+
+
+def test_ppo_update_changes_both_networks_and_reports_metrics(cartpole) -> None:
+    cfg, env = cartpole
+    actor, critic = make_actor_critic(cfg, env)
+    loss = make_loss(cfg, actor, critic)
+    update = PPOUpdate(
+        loss,
+        make_optimizer(loss, cfg.lr),
+        make_advantage(cfg, critic),
+        epochs=2,
+        minibatch_size=32,
+        max_grad_norm=0.5,
+        generator=torch.Generator().manual_seed(0),
+    )
+    before = [p.detach().clone() for p in loss.parameters()]
+    metrics = update(_rollout(cfg, env, actor))
+    after = list(loss.parameters())
+    assert all(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+    assert metrics["gradient_steps"] == 2 * (cfg.frames_per_batch // 32)
+    for key in (
+        "loss_objective",
+        "loss_critic",
+        "entropy",
+        "clip_fraction",
+        "kl_approx",
+        "explained_variance",
+        "grad_norm",
+    ):
+        assert math.isfinite(metrics[key]), key
+    assert 0.0 <= metrics["clip_fraction"] <= 1.0
+
+
+def test_ppo_update_without_advantage_module_uses_given_advantages(cartpole) -> None:
+    """Critic-free use (e.g. GRPO): the caller writes ``advantage``; no GAE runs."""
+    cfg, env = cartpole
+    actor, _ = make_actor_critic(cfg, env)
+    loss = make_loss(cfg, actor, None)
+    update = PPOUpdate(
+        loss, make_optimizer(loss, cfg.lr), None, epochs=1, minibatch_size=64, max_grad_norm=0.0
+    )
+    batch = _rollout(cfg, env, actor)
+    batch["advantage"] = torch.randn(*batch.batch_size, 1)
+    metrics = update(batch)
+    assert "loss_critic" not in metrics and math.isfinite(metrics["loss_objective"])
+    assert "value_target" not in batch
+
+
+def test_ppo_update_drops_steps_marked_invalid(cartpole) -> None:
+    cfg, env = cartpole
+    actor, critic = make_actor_critic(cfg, env)
+    loss = make_loss(cfg, actor, critic)
+    update = PPOUpdate(
+        loss,
+        make_optimizer(loss, cfg.lr),
+        make_advantage(cfg, critic),
+        epochs=1,
+        minibatch_size=16,
+        max_grad_norm=0.5,
+    )
+    batch = _rollout(cfg, env, actor)
+    mask = torch.zeros(batch.batch_size, dtype=torch.bool)
+    mask[:, :8] = True  # 4 envs x 8 valid steps = 32 steps = 2 minibatches of 16
+    batch["collector", "mask"] = mask
+    assert update(batch)["gradient_steps"] == 2
