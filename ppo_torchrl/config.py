@@ -63,6 +63,7 @@ class PPOConfig:
     minibatch_size: int = _field(256, "frames per gradient step (must divide into the batch)", min=1)
     max_grad_norm: float = _field(0.5, "gradient-norm clip (0 disables)", min=0.0)
     hidden_sizes: tuple[int, ...] = _field((64, 64), "hidden layer widths of both MLPs")
+    activation: str = _field("tanh", "hidden activation of both MLPs: 'tanh' or 'relu'", choices=("tanh", "relu"))
     # --- evaluation, checkpoints, tracking -------------------------------------------------------
     eval_episodes: int = _field(100, "greedy evaluation episodes", min=1)
     eval_every_frames: int = _field(4096, "frames between greedy solved-checks (0: only at the end)", min=0)

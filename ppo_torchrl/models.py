@@ -20,8 +20,13 @@ from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from ppo_torchrl.config import PPOConfig
 
 
-def _mlp(in_features: int, out_features: int, hidden: tuple[int, ...], out_gain: float) -> MLP:
-    """Tanh MLP with orthogonal init: sqrt(2) gain inside, ``out_gain`` on the last layer.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _mlp(
+    in_features: int, out_features: int, hidden: tuple[int, ...], activation: str, out_gain: float
+) -> MLP:
+    """MLP with orthogonal init: sqrt(2) gain inside, ``out_gain`` on the last layer.
 
     A small output gain (0.01 for the policy) starts the policy near uniform, which the
     PPO implementation-details study (Huang et al., 2022) found matters for stability.
@@ -30,7 +35,7 @@ def _mlp(in_features: int, out_features: int, hidden: tuple[int, ...], out_gain:
         in_features=in_features,
         out_features=out_features,
         num_cells=list(hidden),
-        activation_class=nn.Tanh,
+        activation_class=ACTIVATIONS[activation],
     )
     layers = [m for m in net.modules() if isinstance(m, nn.Linear)]
     for i, layer in enumerate(layers):
@@ -52,7 +57,7 @@ def make_actor_critic(cfg: PPOConfig, env: EnvBase) -> tuple[ProbabilisticActor,
     action_spec: TensorSpec = env.full_action_spec_unbatched["action"]
     if isinstance(action_spec, (Categorical, OneHot)):
         n_actions = int(action_spec.space.n)
-        net = _mlp(n_obs, n_actions, cfg.hidden_sizes, out_gain=0.01)
+        net = _mlp(n_obs, n_actions, cfg.hidden_sizes, cfg.activation, out_gain=0.01)
         module = TensorDictModule(net, in_keys=["observation"], out_keys=["logits"])
         actor = ProbabilisticActor(
             module,
@@ -64,7 +69,7 @@ def make_actor_critic(cfg: PPOConfig, env: EnvBase) -> tuple[ProbabilisticActor,
     else:
         n_act = int(action_spec.shape[-1])
         net = nn.Sequential(
-            _mlp(n_obs, n_act, cfg.hidden_sizes, out_gain=0.01),
+            _mlp(n_obs, n_act, cfg.hidden_sizes, cfg.activation, out_gain=0.01),
             AddStateIndependentNormalScale(n_act, scale_lb=1e-4),
         )
         module = TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"])
@@ -80,5 +85,5 @@ def make_actor_critic(cfg: PPOConfig, env: EnvBase) -> tuple[ProbabilisticActor,
             },
             return_log_prob=True,
         )
-    critic = ValueOperator(_mlp(n_obs, 1, cfg.hidden_sizes, out_gain=1.0), in_keys=["observation"])
+    critic = ValueOperator(_mlp(n_obs, 1, cfg.hidden_sizes, cfg.activation, out_gain=1.0), in_keys=["observation"])
     return actor, critic

@@ -20,14 +20,17 @@ def make_advantage(cfg: PPOConfig, critic: TensorDictModule) -> GAE:
 
     TorchRL's GAE cuts the bootstrap on ``terminated`` and the recursion on ``done``, so a
     time-limit truncation bootstraps from V(final observation) instead of treating the
-    cut-off as the end of the world. ``vectorized=True`` takes the fast scan path.
+    cut-off as the end of the world. ``vectorized=False`` takes the exact recursion: the
+    vectorized path (TorchRL 0.14) truncates the (gamma*lambda)^k series one term early
+    and fails outright for lambda = 0, while being no faster at PPO batch sizes
+    (specs/test_gae.py holds both cases).
     """
     return GAE(
         gamma=cfg.gamma,
         lmbda=cfg.lam,
         value_network=critic,
         average_gae=False,
-        vectorized=True,
+        vectorized=False,
     )
 
 

@@ -1,0 +1,23 @@
+"""Shared fixtures: a CartPole env and the project's own actor-critic built on it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# Small tensors: one intra-op thread is faster and keeps parallel workers fair.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def cartpole() -> Iterator[tuple[Any, Any]]:
+    """(cfg, env): the project's batched CartPole env with one copy."""
+    from ppo_torchrl import PPOConfig, make_env
+
+    cfg = PPOConfig(num_envs=1, rollout_steps=16, minibatch_size=16, seed=3)
+    env = make_env(cfg)
+    yield cfg, env
+    env.close()
