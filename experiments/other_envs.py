@@ -57,9 +57,12 @@ def main() -> None:
             "random_policy_std": rand_std,
             "solved": result.solved,
         }
-        print(f"{env_id}: PPO {result.final_eval_mean:.1f} ± {result.final_eval_std:.1f} after "
-              f"{result.frames:,} frames ({result.train_seconds:.0f} s) vs random "
-              f"{rand_mean:.1f} ± {rand_std:.1f}", flush=True)
+        print(
+            f"{env_id}: PPO {result.final_eval_mean:.1f} ± {result.final_eval_std:.1f} after "
+            f"{result.frames:,} frames ({result.train_seconds:.0f} s) vs random "
+            f"{rand_mean:.1f} ± {rand_std:.1f}",
+            flush=True,
+        )
     out = HERE / "results" / "other_envs.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"-> {out}")

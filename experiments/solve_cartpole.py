@@ -34,21 +34,34 @@ def main() -> None:
             summary = Path(scratch) / f"seed{seed}.json"
             started = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "ppo_torchrl.train", "--seed", str(seed),
-                 "--summary-json", str(summary), *args.extra],
-                cwd=scratch, check=True, stdout=subprocess.DEVNULL,
+                [
+                    sys.executable,
+                    "-m",
+                    "ppo_torchrl.train",
+                    "--seed",
+                    str(seed),
+                    "--summary-json",
+                    str(summary),
+                    *args.extra,
+                ],
+                cwd=scratch,
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
             row = json.loads(summary.read_text())
             row.update(seed=seed, process_seconds=round(time.perf_counter() - started, 2))
             rows.append(row)
-            print(f"seed {seed}: eval {row['final_eval_mean']:.1f}  solved={row['solved']}  "
-                  f"frames {row['frames']:,}  train {row['train_seconds']:.1f} s  "
-                  f"(whole process {row['process_seconds']:.1f} s)", flush=True)
+            print(
+                f"seed {seed}: eval {row['final_eval_mean']:.1f}  solved={row['solved']}  "
+                f"frames {row['frames']:,}  train {row['train_seconds']:.1f} s  "
+                f"(whole process {row['process_seconds']:.1f} s)",
+                flush=True,
+            )
     times = [r["train_seconds"] for r in rows]
     record = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                   f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}",
         "command": "python -m ppo_torchrl.train --seed S " + " ".join(args.extra),
         "solved": sum(r["solved"] for r in rows),
         "seeds": len(rows),
@@ -59,8 +72,10 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"solved {record['solved']}/{record['seeds']}, median {record['median_train_seconds']:.1f} s, "
-          f"max {record['max_train_seconds']:.1f} s -> {RESULTS}")
+    print(
+        f"solved {record['solved']}/{record['seeds']}, median {record['median_train_seconds']:.1f} s, "
+        f"max {record['max_train_seconds']:.1f} s -> {RESULTS}"
+    )
 
 
 if __name__ == "__main__":

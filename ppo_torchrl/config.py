@@ -27,13 +27,14 @@ class PPOConfig:
     # --- environment -------------------------------------------------------------------
     env: str = _field("CartPole-v1", "gymnasium environment id")
     seed: int = _field(0, "random seed for torch, the envs and evaluation", min=0)
-    num_envs: int = _field(8, "parallel environments collected from", min=1)
+    num_envs: int = _field(32, "parallel environments collected from", min=1)
     env_backend: str = _field(
-        "gymnasium",
-        "training env backend: 'gymnasium' (GymWrapper over a gymnasium vector env)",
-        choices=("gymnasium",),
+        "auto",
+        "training env backend: 'gymnasium' (GymWrapper over a gymnasium vector env), 'torch' "
+        "(torch-native batched copy, CartPole-v1 only) or 'auto' (torch where it exists)",
+        choices=("auto", "gymnasium", "torch"),
     )
-    reward_scale: float = _field(1.0, "multiplies training rewards (evaluation reports raw returns)", gt=0.0)
+    reward_scale: float = _field(1.0, "multiplies rewards before GAE (returns are reported unscaled)", gt=0.0)
     # --- budget --------------------------------------------------------------------------
     frames: int = _field(500_000, "training budget in environment frames", min=1)
     episodes: int = _field(0, "training budget in completed episodes (0: no episode limit)", min=0)
@@ -43,12 +44,12 @@ class PPOConfig:
     )
     # --- rollout and advantage ---------------------------------------------------------------
     rollout_steps: int = _field(
-        64, "steps per env per update (frames per batch = num_envs * rollout_steps)", min=1
+        32, "steps per env per update (frames per batch = num_envs * rollout_steps)", min=1
     )
     gamma: float = _field(0.99, "discount factor", min=0.0, max=1.0)
     lam: float = _field(0.95, "GAE lambda: 0 gives the TD error, 1 the Monte-Carlo return", min=0.0, max=1.0)
     # --- PPO loss ------------------------------------------------------------------------------
-    clip_epsilon: float = _field(0.2, "PPO clip range epsilon, in (0, 1)", gt=0.0, lt=1.0)
+    clip_epsilon: float = _field(0.3, "PPO clip range epsilon, in (0, 1)", gt=0.0, lt=1.0)
     entropy_coef: float = _field(0.0, "weight of the entropy bonus", min=0.0)
     critic_coef: float = _field(0.5, "weight of the value loss", min=0.0)
     critic_loss: str = _field(
@@ -57,16 +58,18 @@ class PPOConfig:
     clip_value: bool = _field(False, "clip the value loss around the old values by clip_epsilon")
     normalize_advantage: bool = _field(True, "standardise advantages in each minibatch")
     # --- optimisation --------------------------------------------------------------------------
-    lr: float = _field(1e-3, "Adam learning rate", gt=0.0)
+    lr: float = _field(2e-3, "Adam learning rate", gt=0.0)
     anneal_lr: bool = _field(False, "decay the learning rate linearly to 0 over the frame budget")
-    epochs: int = _field(10, "passes over each collected batch", min=1)
-    minibatch_size: int = _field(256, "frames per gradient step (must divide into the batch)", min=1)
+    epochs: int = _field(3, "passes over each collected batch", min=1)
+    minibatch_size: int = _field(512, "frames per gradient step (must divide into the batch)", min=1)
     max_grad_norm: float = _field(0.5, "gradient-norm clip (0 disables)", min=0.0)
     hidden_sizes: tuple[int, ...] = _field((64, 64), "hidden layer widths of both MLPs")
-    activation: str = _field("tanh", "hidden activation of both MLPs: 'tanh' or 'relu'", choices=("tanh", "relu"))
+    activation: str = _field(
+        "tanh", "hidden activation of both MLPs: 'tanh' or 'relu'", choices=("tanh", "relu")
+    )
     # --- evaluation, checkpoints, tracking -------------------------------------------------------
     eval_episodes: int = _field(100, "greedy evaluation episodes", min=1)
-    eval_every_frames: int = _field(4096, "frames between greedy solved-checks (0: only at the end)", min=0)
+    eval_every_frames: int = _field(2048, "frames between greedy solved-checks (0: only at the end)", min=0)
     checkpoint_dir: str = _field("checkpoints", "folder for checkpoints")
     checkpoint_every_frames: int = _field(
         50_000, "frames between periodic checkpoints (0: only the final one)", min=0

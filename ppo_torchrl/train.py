@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        from ppo_torchrl.envs import env_spec  # imports torch and TorchRL: after the cheap checks
+        from ppo_torchrl.envs import backend_for  # imports torch and TorchRL: after the cheap checks
 
-        env_spec(cfg.env)
+        backend_for(cfg)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
             raise ConfigError(f"summary-json: folder does not exist: {Path(args.summary_json).parent}")
         tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}")

@@ -42,7 +42,9 @@ def test_clip_fraction_worked_example() -> None:
     assert hand.clip_fraction_ratio(r, 0.2) == 0.6
     assert hand.clipped_branch_wins(r, advantage, 0.2).mean() == 0.4
     batch = policy_batch(range(5), [0] * 5, np.log(0.5 / np.asarray(r)), advantage)
-    out = loss_outputs(config(normalize_advantage=False), table_actor(np.zeros((5, 2))), None, batch)
+    out = loss_outputs(
+        config(clip_epsilon=0.2, normalize_advantage=False), table_actor(np.zeros((5, 2))), None, batch
+    )
     agree("clip_fraction", 0.6, out["clip_fraction"], rtol=0, atol=1e-7)
 
 

@@ -109,7 +109,7 @@ LOG_R = np.log([[1.0, 1.3, 0.9], [0.7, 1.1, 1.25]])  # the ratios at the start o
 
 def test_one_step_worked_example() -> None:
     """gamma = 0.9, lam = 0.8, eps = 0.2, critic 'l2' x 0.5, entropy x 0.01, normalised
-    advantages, max_grad_norm = 0.5, lr = 1e-3 (the defaults); one epoch, one minibatch of 6.
+    advantages, max_grad_norm = 0.5, lr = 1e-3; one epoch, one minibatch of 6.
 
     GAE with the old critic:  A = [[3.992, 3.6, 1.02], [1.848, 1.4, 1.4]]
       (env 0: delta_1 = 1 + 0.9 * V(s2) - V(s1) = 3.6 bootstraps through the truncation)
@@ -125,7 +125,18 @@ def test_one_step_worked_example() -> None:
     and 7 are never an observation s: they get no gradient and do not move.
     """
     shape = {"num_envs": 2, "rollout_steps": 3, "minibatch_size": 6, "epochs": 1}
-    cfg = config(gamma=0.9, lam=0.8, clip_epsilon=0.2, critic_coef=0.5, entropy_coef=0.01, **shape)
+    cfg = config(
+        gamma=0.9,
+        lam=0.8,
+        clip_epsilon=0.2,
+        critic_coef=0.5,
+        entropy_coef=0.01,
+        lr=1e-3,
+        max_grad_norm=0.5,
+        critic_loss="l2",
+        normalize_advantage=True,
+        **shape,
+    )
     assert (cfg.max_grad_norm, cfg.lr, cfg.critic_loss, cfg.normalize_advantage) == (0.5, 1e-3, "l2", True)
     module, hand_result = run_both(cfg, LOGITS, EXAMPLE, ACTIONS, LOG_R, seed=0)
     agree("hand total", 3.0747, hand_result[2], atol=1e-4)

@@ -94,11 +94,11 @@ def test_config_file_values_are_overridden_by_flags(store: str) -> None:
     from ppo_torchrl.cli import config_from_args
     from ppo_torchrl.train import build_parser
 
-    Path("c.yaml").write_text("gamma: 0.9\nlam: 0.8\nnum_envs: 4\n")
+    Path("c.yaml").write_text("gamma: 0.9\nlam: 0.8\nnum_envs: 16\n")
     args = build_parser().parse_args(["--config", "c.yaml", "--lam", "0.5"])
     assert isinstance(args, argparse.Namespace)
     cfg = config_from_args(args)
-    assert (cfg.gamma, cfg.lam, cfg.num_envs) == (0.9, 0.5, 4)
+    assert (cfg.gamma, cfg.lam, cfg.num_envs) == (0.9, 0.5, 16)
     assert cfg.clip_epsilon == PPOConfig().clip_epsilon
 
 

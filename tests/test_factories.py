@@ -25,7 +25,7 @@ from ppo_torchrl.config import ConfigError
 
 @pytest.fixture(scope="module")
 def cartpole() -> tuple[PPOConfig, object]:
-    cfg = PPOConfig(num_envs=4, rollout_steps=16, minibatch_size=32)
+    cfg = PPOConfig(num_envs=4, rollout_steps=16, minibatch_size=32, env_backend="gymnasium")
     env = make_env(cfg)
     yield cfg, env
     env.close()
@@ -38,8 +38,46 @@ def test_make_env_is_batched_over_num_envs(cartpole) -> None:
     assert rollout.batch_size == torch.Size([cfg.num_envs, 5])
     assert rollout["observation"].shape == (cfg.num_envs, 5, 4)
     assert rollout["next", "reward"].dtype == torch.float32
-    for key in ("done", "terminated", "truncated", "episode_reward"):
+    for key in ("done", "terminated", "truncated"):
         assert ("next", key) in rollout.keys(True)
+
+
+@pytest.mark.parametrize("backend", ["torch", "gymnasium"])
+def test_both_cartpole_backends_pass_torchrl_spec_checks(backend: str) -> None:
+    from torchrl.envs.utils import check_env_specs
+
+    env = make_env(PPOConfig(num_envs=3, env_backend=backend, minibatch_size=64))
+    check_env_specs(env)
+    assert env.batch_size == torch.Size([3])
+    env.close()
+
+
+def test_auto_backend_is_torch_for_cartpole_only() -> None:
+    from ppo_torchrl.cartpole import TorchCartPole
+    from ppo_torchrl.envs import backend_for
+
+    assert isinstance(make_env(PPOConfig(num_envs=2, minibatch_size=64)), TorchCartPole)
+    assert backend_for(PPOConfig(env="Acrobot-v1")) == "gymnasium"
+    with pytest.raises(ConfigError, match="env_backend: 'torch' exists only for CartPole-v1"):
+        backend_for(PPOConfig(env="Acrobot-v1", env_backend="torch"))
+
+
+def test_torch_cartpole_truncation_keeps_final_observation_then_resets() -> None:
+    from ppo_torchrl.cartpole import MAX_EPISODE_STEPS, cartpole_dynamics
+
+    env = make_env(PPOConfig(num_envs=2, minibatch_size=64))
+    td = env.reset()
+    env.elapsed[:] = MAX_EPISODE_STEPS - 1  # one step before CartPole-v1's time limit
+    state_before = env.state.clone()
+    td["action"] = torch.tensor([0, 1])
+    step, following = env.step_and_maybe_reset(td)
+    assert step["next", "truncated"].all() and not step["next", "terminated"].any()
+    final = step["next", "observation"]
+    # The final observation is the physics step from the state before, not a reset...
+    expected, _ = cartpole_dynamics(state_before, torch.tensor([0, 1]))
+    assert torch.equal(final, expected.float())
+    # ...and the next step starts from a fresh reset with a fresh time limit.
+    assert not torch.equal(following["observation"], final) and (env.elapsed == 0).all()
 
 
 def test_make_env_rejects_unknown_ids() -> None:

@@ -1,0 +1,134 @@
+"""Throughput: the project's collection path with the policy in the loop, beside raw gymnasium.
+
+    .venv/bin/python experiments/bench_throughput.py
+
+For 8, 64 and 512 envs: frames/s of ``Collector(make_env(cfg), actor)`` (the exact path
+training uses: the default backend, the policy sampling every action) for both training
+backends, and of raw gymnasium stepping the same number of CartPole-v1 envs with random
+actions and no TorchRL: gymnasium's sync vector env (``gym.make`` envs stepped in a Python
+loop, as SB3's DummyVecEnv does) and gymnasium's numpy-vectorized CartPoleVectorEnv.
+Then the cost of one PPO minibatch gradient step of the default config.
+
+Writes experiments/results/bench_throughput.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torchrl.collectors import Collector
+
+from ppo_torchrl import PPOConfig, make_actor_critic, make_advantage, make_env, make_loss, make_optimizer
+from ppo_torchrl.update import PPOUpdate
+
+RESULTS = Path(__file__).parent / "results" / "bench_throughput.json"
+FRAMES = 40_000
+
+
+def collector_fps(num_envs: int, backend: str) -> float:
+    cfg = PPOConfig(num_envs=num_envs, env_backend=backend, minibatch_size=num_envs)
+    env = make_env(cfg)
+    actor, _ = make_actor_critic(cfg, env)
+    steps = max(4, 2048 // num_envs)
+    collector = Collector(
+        env,
+        actor,
+        frames_per_batch=num_envs * steps,
+        total_frames=-1,
+        auto_register_policy_transforms=False,
+        track_traj_ids=False,
+    )
+    batches = iter(collector)
+    next(batches)  # warm-up
+    frames, started = 0, time.perf_counter()
+    while frames < FRAMES:
+        frames += next(batches).numel()
+    fps = frames / (time.perf_counter() - started)
+    collector.shutdown()
+    return fps
+
+
+def gymnasium_fps(num_envs: int, mode: str) -> float:
+    envs = gym.make_vec("CartPole-v1", num_envs=num_envs, vectorization_mode=mode)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    steps = max(50, FRAMES // num_envs)
+    actions = rng.integers(0, 2, size=(steps, num_envs))
+    started = time.perf_counter()
+    for t in range(steps):
+        envs.step(actions[t])
+    fps = steps * num_envs / (time.perf_counter() - started)
+    envs.close()
+    return fps
+
+
+def update_step_ms() -> dict[str, float]:
+    """Milliseconds per PPO minibatch gradient step of the default config."""
+    cfg = PPOConfig(track=False)
+    env = make_env(cfg)
+    actor, critic = make_actor_critic(cfg, env)
+    with torch.no_grad():
+        batch = env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
+    loss = make_loss(cfg, actor, critic)
+    update = PPOUpdate(
+        loss,
+        make_optimizer(loss, cfg.lr),
+        make_advantage(cfg, critic),
+        cfg.epochs,
+        cfg.minibatch_size,
+        cfg.max_grad_norm,
+        torch.Generator().manual_seed(0),
+    )
+    update(batch.clone())  # warm-up
+    runs = []
+    for _ in range(10):
+        started = time.perf_counter()
+        metrics = update(batch.clone())
+        runs.append((time.perf_counter() - started) / metrics["gradient_steps"] * 1000)
+    return {
+        "minibatch_size": cfg.minibatch_size,
+        "ms_per_step_median": float(np.median(runs)),
+        "includes": "GAE over the batch, shuffle, loss forward+backward, grad clip, Adam, amortized",
+    }
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    rows: list[dict[str, Any]] = []
+    for n in (8, 64, 512):
+        row = {
+            "num_envs": n,
+            "ours_torch_backend": collector_fps(n, "torch"),
+            "ours_gymnasium_backend": collector_fps(n, "gymnasium"),
+            "raw_gymnasium_sync": gymnasium_fps(n, "sync"),
+            "raw_gymnasium_numpy_vector": gymnasium_fps(n, "vector_entry_point"),
+        }
+        row["ours_default_vs_raw_sync"] = row["ours_torch_backend"] / row["raw_gymnasium_sync"]
+        rows.append(row)
+        print(
+            "  ".join(f"{k} {v:,.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+            flush=True,
+        )
+    record = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch threads {torch.get_num_threads()}",
+        "frames_per_second": rows,
+        "ppo_update": update_step_ms(),
+    }
+    print(record["ppo_update"])
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"-> {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""CartPole-v1 as a batched, torch-native TorchRL env: gymnasium's physics, no Python loop.
+
+gymnasium steps each sub-env in Python (about 10 µs a step) and TorchRL converts its numpy
+arrays every step; this env advances all ``num_envs`` carts in a few tensor ops. It follows
+gymnasium's ``CartPoleEnv.step`` line for line — Euler integration in float64, the same
+constants, thresholds and reward (1.0 on every step, the terminating one included) — and
+its 500-step ``TimeLimit`` (``truncated``). ``specs/test_cartpole_matches_gymnasium.py``
+checks it against gymnasium step for step. It is used for training only: evaluation
+always runs on gymnasium's own env.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+# gymnasium.envs.classic_control.cartpole.CartPoleEnv constants
+GRAVITY = 9.8
+MASSCART = 1.0
+MASSPOLE = 0.1
+TOTAL_MASS = MASSPOLE + MASSCART
+LENGTH = 0.5  # half the pole's length
+POLEMASS_LENGTH = MASSPOLE * LENGTH
+FORCE_MAG = 10.0
+TAU = 0.02
+THETA_THRESHOLD = 12 * 2 * math.pi / 360
+X_THRESHOLD = 2.4
+MAX_EPISODE_STEPS = 500  # CartPole-v1's registered TimeLimit
+RESET_BOUND = 0.05
+
+
+def cartpole_dynamics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler step of gymnasium's CartPole for a batch: ``(next_state, terminated)``.
+
+    ``state`` is [..., 4] float64 (x, x_dot, theta, theta_dot); ``action`` [...] in {0, 1}.
+    Each expression keeps gymnasium's order of floating-point operations.
+    """
+    _, x_dot, theta, theta_dot = state.unbind(-1)
+    force = (action * 2 - 1).to(state.dtype) * FORCE_MAG  # +10 for action 1, -10 for 0
+    # numpy's cos/sin, as gymnasium calls them: torch's vectorized ones differ in the last
+    # bit for a few inputs, and CartPole's unstable dynamics grow such a bit over an episode.
+    angle = theta.numpy()
+    costheta, sintheta = torch.from_numpy(np.cos(angle)), torch.from_numpy(np.sin(angle))
+    temp = (force + POLEMASS_LENGTH * theta_dot.square() * sintheta) / TOTAL_MASS
+    thetaacc = (GRAVITY * sintheta - costheta * temp) / (
+        LENGTH * (4.0 / 3.0 - MASSPOLE * costheta.square() / TOTAL_MASS)
+    )
+    xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
+    velocities = torch.stack((x_dot, xacc, theta_dot, thetaacc), -1)
+    next_state = state + TAU * velocities
+    # |x| > t is exactly "x < -t or x > t".
+    terminated = (next_state[..., 0].abs() > X_THRESHOLD) | (next_state[..., 2].abs() > THETA_THRESHOLD)
+    return next_state, terminated
+
+
+class TorchCartPole(EnvBase):
+    """``num_envs`` CartPole-v1 copies stepping together; keys as GymWrapper writes them."""
+
+    def __init__(self, num_envs: int, seed: int | None = None) -> None:
+        super().__init__(batch_size=torch.Size([num_envs]))
+        n = (num_envs,)
+        high = torch.tensor(
+            [
+                X_THRESHOLD * 2,
+                torch.finfo(torch.float32).max,
+                THETA_THRESHOLD * 2,
+                torch.finfo(torch.float32).max,
+            ]
+        )
+        self.observation_spec = Composite(
+            observation=Bounded(
+                low=-high.expand(*n, 4), high=high.expand(*n, 4), shape=(*n, 4), dtype=torch.float32
+            ),
+            shape=n,
+        )
+        self.action_spec = Categorical(2, shape=n, dtype=torch.int64)
+        self.reward_spec = Unbounded(shape=(*n, 1), dtype=torch.float32)
+        self.full_done_spec = Composite(
+            done=Categorical(2, shape=(*n, 1), dtype=torch.bool),
+            terminated=Categorical(2, shape=(*n, 1), dtype=torch.bool),
+            truncated=Categorical(2, shape=(*n, 1), dtype=torch.bool),
+            shape=n,
+        )
+        self.state = torch.zeros(*n, 4, dtype=torch.float64)
+        self.elapsed = torch.zeros(n, dtype=torch.int64)
+        self.rng = torch.Generator()
+        self._set_seed(seed)
+
+    def _set_seed(self, seed: int | None) -> None:
+        if seed is None:
+            self.rng.seed()
+        else:
+            self.rng.manual_seed(seed)
+
+    def set_state(self, state: torch.Tensor) -> TensorDictBase:
+        """Put every cart in ``state`` [num_envs, 4] (float64) with a fresh time limit."""
+        self.state = state.to(torch.float64).clone()
+        self.elapsed.zero_()
+        return self._observe(torch.zeros(self.batch_size, dtype=torch.bool))
+
+    def _observe(self, done: torch.Tensor) -> TensorDictBase:
+        done = done.unsqueeze(-1)
+        return TensorDict(
+            {
+                "observation": self.state.to(torch.float32),
+                "done": done,
+                "terminated": done.clone(),
+                "truncated": done.clone(),
+            },
+            batch_size=self.batch_size,
+        )
+
+    def _reset(self, tensordict: TensorDictBase | None, **kwargs: object) -> TensorDictBase:
+        reset = None if tensordict is None else tensordict.get("_reset", None)
+        if reset is None:
+            mask = torch.ones(self.batch_size, dtype=torch.bool)
+        else:
+            mask = reset.reshape(self.batch_size)
+        fresh = torch.rand(*self.batch_size, 4, generator=self.rng, dtype=torch.float64)
+        fresh = fresh * (2 * RESET_BOUND) - RESET_BOUND
+        self.state = torch.where(mask.unsqueeze(-1), fresh, self.state)
+        self.elapsed = torch.where(mask, 0, self.elapsed)
+        return self._observe(torch.zeros(self.batch_size, dtype=torch.bool))
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        self.state, terminated = cartpole_dynamics(self.state, tensordict["action"])
+        self.elapsed = self.elapsed + 1
+        truncated = self.elapsed >= MAX_EPISODE_STEPS
+        return TensorDict(
+            {
+                "observation": self.state.to(torch.float32),
+                "reward": torch.ones(*self.batch_size, 1),
+                "done": (terminated | truncated).unsqueeze(-1),
+                "terminated": terminated.unsqueeze(-1),
+                "truncated": truncated.unsqueeze(-1),
+            },
+            batch_size=self.batch_size,
+        )
