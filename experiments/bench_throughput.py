@@ -7,7 +7,8 @@ training uses: the default backend, the policy sampling every action) for both t
 backends, and of raw gymnasium stepping the same number of CartPole-v1 envs with random
 actions and no TorchRL: gymnasium's sync vector env (``gym.make`` envs stepped in a Python
 loop, as SB3's DummyVecEnv does) and gymnasium's numpy-vectorized CartPoleVectorEnv.
-Then the cost of one PPO minibatch gradient step of the default config.
+Then the cost of one PPO minibatch gradient step of the default config, and whether
+torch.compile of the loss would pay for its compile time within one training run.
 
 Writes experiments/results/bench_throughput.json.
 """
@@ -100,6 +101,46 @@ def update_step_ms() -> dict[str, float]:
     }
 
 
+def compile_cost() -> dict[str, float]:
+    """Would torch.compile pay off within one run? Its first-call cost against the time saved
+    per minibatch step, for the loss forward+backward of the default config."""
+    cfg = PPOConfig(track=False)
+    env = make_env(cfg)
+    actor, critic = make_actor_critic(cfg, env)
+    with torch.no_grad():
+        batch = env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
+        make_advantage(cfg, critic)(batch)
+    minibatch = batch.reshape(-1)[: cfg.minibatch_size]
+    loss = make_loss(cfg, actor, critic)
+
+    def step(module) -> None:
+        out = module(minibatch)
+        sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+
+    def per_step_ms(module) -> float:
+        started = time.perf_counter()
+        for _ in range(50):
+            step(module)
+        return (time.perf_counter() - started) / 50 * 1000
+
+    step(loss)
+    eager = per_step_ms(loss)
+    compiled = torch.compile(loss)
+    started = time.perf_counter()
+    try:
+        step(compiled)
+    except Exception as err:  # report, don't hide, a compile failure
+        return {"eager_ms_per_step": eager, "compile_error": f"{type(err).__name__}: {str(err)[:200]}"}
+    first_call = time.perf_counter() - started
+    faster = per_step_ms(compiled)
+    return {
+        "eager_ms_per_step": eager,
+        "compiled_ms_per_step": faster,
+        "compile_first_call_seconds": first_call,
+        "steps_to_break_even": first_call * 1000 / max(eager - faster, 1e-9),
+    }
+
+
 def main() -> None:
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
@@ -125,6 +166,8 @@ def main() -> None:
         "ppo_update": update_step_ms(),
     }
     print(record["ppo_update"])
+    record["torch_compile"] = compile_cost()
+    print(record["torch_compile"])
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(record, indent=2) + "\n")
     print(f"-> {RESULTS}")
