@@ -90,12 +90,22 @@ class TorchCartPole(EnvBase):
         self.elapsed = torch.zeros(n, dtype=torch.int64)
         self.rng = torch.Generator()
         self._set_seed(seed)
+        self._restore: dict[str, torch.Tensor] | None = None
 
     def _set_seed(self, seed: int | None) -> None:
         if seed is None:
             self.rng.seed()
         else:
             self.rng.manual_seed(seed)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """Everything that decides this env's future: cart states, step counts, RNG."""
+        return {"state": self.state.clone(), "elapsed": self.elapsed.clone(), "rng": self.rng.get_state()}
+
+    def restore_on_reset(self, snapshot: dict[str, torch.Tensor]) -> None:
+        """Make the next full reset return exactly the moment ``snapshot`` was taken, so that
+        a collector's own ``reset()`` resumes the interrupted episodes."""
+        self._restore = snapshot
 
     def set_state(self, state: torch.Tensor) -> TensorDictBase:
         """Put every cart in ``state`` [num_envs, 4] (float64) with a fresh time limit."""
@@ -117,6 +127,11 @@ class TorchCartPole(EnvBase):
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: object) -> TensorDictBase:
         reset = None if tensordict is None else tensordict.get("_reset", None)
+        if reset is None and self._restore is not None:
+            snapshot, self._restore = self._restore, None
+            self.state, self.elapsed = snapshot["state"].clone(), snapshot["elapsed"].clone()
+            self.rng.set_state(snapshot["rng"])
+            return self._observe(torch.zeros(self.batch_size, dtype=torch.bool))
         if reset is None:
             mask = torch.ones(self.batch_size, dtype=torch.bool)
         else:

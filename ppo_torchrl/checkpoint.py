@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from tensordict.nn import TensorDictModuleBase
+from typing import TYPE_CHECKING, Any
 
 from ppo_torchrl.config import ConfigError, PPOConfig
+
+if TYPE_CHECKING:
+    from tensordict.nn import TensorDictModuleBase
 
 FORMAT_VERSION = 1
 
@@ -25,6 +25,8 @@ class CheckpointError(Exception):
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically and return the path."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -47,6 +49,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint; CheckpointError (one line) if it is missing, truncated or foreign."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")

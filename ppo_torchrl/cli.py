@@ -19,7 +19,8 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit status 2), not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        one_line = message.replace("\r", "\\r").replace("\n", "\\n")  # values may hold newlines
+        self.exit(2, f"{self.prog}: error: {one_line} (see --help)\n")
 
 
 def _metavar(kind: str) -> str:

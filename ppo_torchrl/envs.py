@@ -64,6 +64,20 @@ def make_env(cfg: PPOConfig, num_envs: int | None = None) -> EnvBase:
     return _gymnasium_env(cfg, num_envs)
 
 
+def snapshot_env(env: EnvBase) -> dict | None:
+    """The env's full dynamic state, for a checkpoint; None where the backend cannot give it
+    (gymnasium has no API to save and restore an arbitrary env mid-episode)."""
+    return env.snapshot() if isinstance(env, TorchCartPole) else None
+
+
+def restore_env(env: EnvBase, snapshot: dict | None) -> bool:
+    """Arrange for the env's next full reset to return ``snapshot``; False if it cannot."""
+    if snapshot is None or not isinstance(env, TorchCartPole):
+        return False
+    env.restore_on_reset(snapshot)
+    return True
+
+
 def _gymnasium_env(cfg: PPOConfig, num_envs: int) -> EnvBase:
     """GymWrapper over gymnasium's in-process sync vector env.
 

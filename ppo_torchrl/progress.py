@@ -8,6 +8,9 @@ The trainer calls a `Reporter`; `QuietReporter` (the library default) prints not
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -17,9 +20,38 @@ if TYPE_CHECKING:
 EPISODE_LINE_EVERY = 10
 
 
+class Stopwatch:
+    """Wall time with pauses, so evaluation can be kept off the training clock; ``already``
+    carries the time of earlier sessions of a resumed run."""
+
+    def __init__(self, already: float = 0.0, running: bool = True) -> None:
+        self.elapsed = already
+        self._since: float | None = time.perf_counter() if running else None
+
+    def stop(self) -> float:
+        if self._since is not None:
+            self.elapsed += time.perf_counter() - self._since
+            self._since = None
+        return self.elapsed
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        running = self._since is not None
+        self.stop()
+        try:
+            yield
+        finally:
+            if running:
+                self._since = time.perf_counter()
+
+    def seconds(self) -> float:
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return self.elapsed + running
+
+
 class QuietReporter:
-    def start(self, total_frames: int, threshold: float | None) -> None:
-        pass
+    def start(self, total_frames: int, threshold: float | None, earlier: list[float] | None = None) -> None:
+        """``earlier``: returns of the episodes before a resume, so numbering continues."""
 
     def episodes(self, returns: list[float], solved: bool) -> None:
         pass
@@ -51,7 +83,8 @@ class ConsoleReporter(QuietReporter):
         else:
             print(line, file=self.out, flush=True)
 
-    def start(self, total_frames: int, threshold: float | None) -> None:
+    def start(self, total_frames: int, threshold: float | None, earlier: list[float] | None = None) -> None:
+        self.returns = list(earlier or [])
         if self.show_bar:
             from tqdm import tqdm
 

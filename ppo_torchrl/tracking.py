@@ -3,19 +3,32 @@
 The trainer talks to a small `Tracker` interface. `MlflowTracker` implements it with
 ``MlflowClient`` (explicit run ids, no global active-run state). The store is MLflow's
 own choice: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working
-directory. Metrics are buffered and sent in batches, so tracking stays off the hot path.
+directory. Metrics wait in memory until the trainer has written a checkpoint covering
+them (``flush``); the ones not yet sent travel inside the checkpoint (``state``), so a run
+that is killed and resumed logs every step exactly once. Store calls that hit a busy
+SQLite file (several runs writing at once) are retried with backoff.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ppo_torchrl.config import PPOConfig
 
-FLUSH_SECONDS = 10.0
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent first use of one SQLite file is unguarded
+    fcntl = None
+
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+RETRIES = 12
+T = TypeVar("T")
 
 
 class TrackingError(Exception):
@@ -26,8 +39,10 @@ class Tracker(Protocol):
     run_id: str | None
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def flush(self) -> None: ...
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None: ...
-    def end(self, status: str) -> None: ...
+    def state(self) -> dict[str, Any]: ...
+    def end(self, status: str, flush: bool = True) -> None: ...
 
 
 class NullTracker:
@@ -38,66 +53,135 @@ class NullTracker:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         pass
 
+    def flush(self) -> None:
+        pass
+
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         pass
 
-    def end(self, status: str) -> None:
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def end(self, status: str, flush: bool = True) -> None:
         pass
 
 
-class MlflowTracker:
-    """One MLflow run: params at start, buffered metrics, artifacts, a true end status."""
+def _retry(call: Callable[[], T]) -> T:
+    """Run a store call, retrying with jittered exponential backoff while SQLite is busy
+    (or while another process is creating the same tables or experiment)."""
+    transient = ("database is locked", "database table is locked", "already exists", "unique constraint")
+    for attempt in range(RETRIES):
+        try:
+            return call()
+        except Exception as err:
+            text = str(err).lower()
+            if attempt == RETRIES - 1 or not any(t in text for t in transient):
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
-    def __init__(self, cfg: PPOConfig, run_name: str | None = None) -> None:
+
+class MlflowTracker:
+    """One MLflow run: params at start, metrics per update, artifacts, a true end status.
+
+    ``resume`` (a tracker ``state()`` from a checkpoint) reopens that run instead of
+    starting one: it is set RUNNING again and receives the metrics the checkpoint carried.
+    """
+
+    def __init__(
+        self, cfg: PPOConfig, run_name: str | None = None, resume: dict[str, Any] | None = None
+    ) -> None:
         import mlflow
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
         self.uri = mlflow.get_tracking_uri()
         _check_reachable(self.uri)
-        self.client = MlflowClient(self.uri)
-        experiment = self.client.get_experiment_by_name(cfg.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self.client.create_experiment(cfg.experiment)
-        )
-        run = self.client.create_run(experiment_id, run_name=run_name)
+        with _sqlite_init_lock(self.uri):  # opening the store creates or migrates its tables
+            self.client = MlflowClient(self.uri)
+        self._buffer: list[Any] = []
+        self._ended = False
+        if resume and resume.get("run_id") and self._reopen(resume):
+            return
+        experiment_id = _retry(lambda: self._experiment_id(cfg.experiment))
+        tags = {"ppo_torchrl.resumed_from": resume["run_id"]} if resume and resume.get("run_id") else None
+        run = _retry(lambda: self.client.create_run(experiment_id, run_name=run_name, tags=tags))
         self.run_id: str | None = run.info.run_id
         params = [Param(k, str(v)) for k, v in cfg.to_dict().items()]
-        self.client.log_batch(self.run_id, params=params, synchronous=True)
-        self.client.log_dict(self.run_id, cfg.to_dict(), "config.yaml")
-        self._buffer: list[Any] = []
-        self._last_flush = time.monotonic()
-        self._ended = False
+        _retry(lambda: self.client.log_batch(self.run_id, params=params, synchronous=True))
+        _retry(lambda: self.client.log_dict(self.run_id, cfg.to_dict(), "config.yaml"))
+
+    def _experiment_id(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        return experiment.experiment_id if experiment is not None else self.client.create_experiment(name)
+
+    def _reopen(self, resume: dict[str, Any]) -> bool:
+        """Continue the checkpoint's run if this store has it; False if it does not."""
+        from mlflow.entities import Metric
+        from mlflow.exceptions import MlflowException
+
+        try:
+            _retry(lambda: self.client.get_run(resume["run_id"]))
+        except MlflowException:
+            return False  # another store: a new run, tagged with the one it continues
+        self.run_id = resume["run_id"]
+        _retry(lambda: self.client.update_run(self.run_id, status="RUNNING"))
+        # Re-sending identical metrics (same timestamp) is a no-op in MLflow, so metrics
+        # that were already flushed before the interruption are not duplicated.
+        self._buffer = [Metric(*m) for m in resume.get("pending", [])]
+        self.flush()
+        return True
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
-            self.flush()
 
     def flush(self) -> None:
-        # MLflow accepts at most 1000 metrics per batch.
-        while self._buffer:
-            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
-        self._last_flush = time.monotonic()
+        while self._buffer:  # MLflow takes at most 1000 metrics per batch
+            chunk = self._buffer[:1000]
+            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk, synchronous=True))
+            self._buffer = self._buffer[1000:]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "uri": self.uri,
+            "pending": [(m.key, m.value, m.timestamp, m.step) for m in self._buffer],
+        }
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), folder)
+        _retry(lambda: self.client.log_artifact(self.run_id, str(path), folder))
 
-    def end(self, status: str) -> None:
+    def end(self, status: str, flush: bool = True) -> None:
         if self._ended:
             return
         assert status in RUN_STATUSES, status
         try:
-            self.flush()
+            if flush:
+                self.flush()
         finally:
-            self.client.set_terminated(self.run_id, status=status)
+            _retry(lambda: self.client.set_terminated(self.run_id, status=status))
             self._ended = True
+
+
+@contextmanager
+def _sqlite_init_lock(uri: str) -> Iterator[None]:
+    """Serialize MLflow's table creation and migrations between processes sharing one SQLite
+    file: run concurrently, they corrupt each other's alembic bookkeeping. Other stores are
+    servers or databases that handle their own concurrency."""
+    if not uri.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _check_reachable(uri: str) -> None:
@@ -115,8 +199,10 @@ def _check_reachable(uri: str) -> None:
         ) from None
 
 
-def make_tracker(cfg: PPOConfig, run_name: str | None = None) -> Tracker:
-    return MlflowTracker(cfg, run_name) if cfg.track else NullTracker()
+def make_tracker(
+    cfg: PPOConfig, run_name: str | None = None, resume: dict[str, Any] | None = None
+) -> Tracker:
+    return MlflowTracker(cfg, run_name, resume) if cfg.track else NullTracker()
 
 
 def plot_learning_curve(

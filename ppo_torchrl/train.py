@@ -1,21 +1,36 @@
 """`python -m ppo_torchrl.train`: train PPO from the command line.
 
-Exit status: 0 after a completed run, 2 for bad input (one line on stderr, nothing
-started), 130 when interrupted with Ctrl-C. Every MLflow run this starts ends with a
-true status: FINISHED, FAILED or KILLED.
+Exit status: 0 after a completed run; 2 for bad input (one line on stderr, nothing
+started); 1 when training had to stop (e.g. a non-finite loss); 130 / 143 after SIGINT /
+SIGTERM. The first such signal lets the current update finish, writes a checkpoint and
+ends the MLflow run KILLED; a second one exits at once (the last checkpoint stays intact).
+Every MLflow run this starts ends with a true status: FINISHED, FAILED or KILLED.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import types
 from pathlib import Path
 from typing import Any
 
+from ppo_torchrl.checkpoint import CheckpointError
 from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, config_from_args
-from ppo_torchrl.config import ConfigError
+from ppo_torchrl.config import ConfigError, PPOConfig
 from ppo_torchrl.tracking import TrackingError, make_tracker
+
+# What may change when a run is resumed: budgets and bookkeeping, never the learning itself.
+SAFE_ON_RESUME = (
+    "frames",
+    "episodes",
+    "stop_when_solved",
+    "eval_every_frames",
+    "eval_episodes",
+    "checkpoint_every_frames",
+    "track",
+)
 
 
 def build_parser() -> OneLineArgumentParser:
@@ -25,50 +40,151 @@ def build_parser() -> OneLineArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of PPOConfig fields; flags override it")
+    parser.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue the run saved in CHECKPOINT (its config; only "
+        + ", ".join("--" + f.replace("_", "-") for f in SAFE_ON_RESUME)
+        + " may change)",
+    )
     parser.add_argument("--summary-json", metavar="PATH", help="write the run's result summary as JSON here")
     parser.add_argument(
         "--explain",
         action="store_true",
         help="after training, walk through what PPO did, with this run's numbers",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the configuration, print it and exit without training or tracking",
+    )
     add_config_flags(parser)
     return parser
 
 
+class StopSignal:
+    """First SIGINT/SIGTERM: ask the trainer to stop at the next batch boundary.
+    Second: stop now (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        self._previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this update to write a checkpoint "
+            "(signal again to exit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+
+def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None]:
+    """The run's config, and the checkpoint state when resuming; ConfigError/CheckpointError."""
+    if not args.resume:
+        return config_from_args(args), None
+    from ppo_torchrl.checkpoint import config_from_checkpoint, load_checkpoint  # imports torch
+
+    if args.config:
+        raise ConfigError("resume: --config cannot be combined with --resume (a run keeps its config)")
+    state = load_checkpoint(args.resume)
+    given = {name: getattr(args, name) for name in PPOConfig.field_names() if hasattr(args, name)}
+    for name in given:
+        if name not in SAFE_ON_RESUME:
+            allowed = ", ".join("--" + f.replace("_", "-") for f in SAFE_ON_RESUME)
+            raise ConfigError(
+                f"resume: --{name.replace('_', '-')} cannot change when resuming (allowed: {allowed})"
+            )
+    base = config_from_checkpoint(state, args.resume)
+    return PPOConfig(**{**base.to_dict(), **given}), state
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop = StopSignal()
+    stop.install()  # first thing: a signal during start-up must not leave a traceback
+    try:
+        return _main(argv, stop)
+    finally:
+        stop.uninstall()
+
+
+def _main(argv: list[str] | None, stop: StopSignal) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = config_from_args(args)
+        cfg, state = resolve(args)
         from ppo_torchrl.envs import backend_for  # imports torch and TorchRL: after the cheap checks
 
         backend_for(cfg)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
             raise ConfigError(f"summary-json: folder does not exist: {Path(args.summary_json).parent}")
-        tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}")
-    except (ConfigError, TrackingError) as err:
+        if args.dry_run:
+            print("\n".join(f"{k}: {v}" for k, v in cfg.to_dict().items()))
+            return 0
+        if stop.requested():
+            return stop.exit_code  # stopped before anything started
+        resume = state.get("tracking") if state else None
+        tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}", resume=resume)
+    except (ConfigError, TrackingError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return _run(cfg, state, tracker, stop, args)
 
+
+def _run(cfg: PPOConfig, state: dict[str, Any] | None, tracker: Any, stop: StopSignal, args: Any) -> int:
     # Imported after validation so that a bad flag answers at once.
     from ppo_torchrl.explain import explain
     from ppo_torchrl.progress import ConsoleReporter
-    from ppo_torchrl.trainer import train
+    from ppo_torchrl.trainer import Trainer, TrainingError
 
     print(
         f"=== PPO on {cfg.env} ===  seed {cfg.seed}, {cfg.num_envs} envs, gamma {cfg.gamma}, "
         f"lambda {cfg.lam}, clip epsilon {cfg.clip_epsilon}"
     )
     if tracker.run_id:
-        print(f"MLflow run {tracker.run_id} in {tracker.uri}")  # type: ignore[attr-defined]
+        print(f"MLflow run {tracker.run_id} in {tracker.uri}")
     try:
-        result = train(cfg, tracker=tracker, reporter=ConsoleReporter())
+        run_dir = Path(args.resume).parent if args.resume else None
+        trainer = Trainer(cfg, tracker=tracker, reporter=ConsoleReporter(), run_dir=run_dir)
+        if state is not None:
+            trainer.load_state_dict(state)
+            print(f"resumed from {args.resume} at {trainer.progress.frames:,} frames")
+        result = trainer.run(should_stop=stop.requested)
     except KeyboardInterrupt:
-        tracker.end("KILLED")
+        # Metrics past the last checkpoint stay unsent: a resume will log them once.
+        tracker.end("KILLED", flush=False)
         print("interrupted", file=sys.stderr)
-        return 130
+        return stop.exit_code
+    except TrainingError as err:
+        tracker.end("FAILED")
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except BaseException:
         tracker.end("FAILED")
         raise
+    if result.interrupted:
+        tracker.end("KILLED")
+        print(
+            f"interrupted at {result.frames:,} frames; checkpoint {result.checkpoint}\n"
+            f"resume with: python -m ppo_torchrl.train --resume {result.checkpoint}",
+            file=sys.stderr,
+        )
+        return stop.exit_code
     tracker.end("FINISHED")
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(result.summary(), indent=2) + "\n")

@@ -3,17 +3,19 @@
     for batch in Collector(env, policy):         # num_envs x rollout_steps frames
         metrics = ppo_update(batch)              # GAE, then epochs of clipped-loss steps
         tracker.log_metrics(metrics, step=frames)
-        if it is time: evaluate greedily; stop if solved
+        if it is time: evaluate greedily; stop if solved; checkpoint
 
-`train(cfg)` wires the factories together and returns a `TrainResult`. Evaluation time is
-kept off the training clock, so ``train_seconds`` measures learning alone.
+`Trainer` owns everything a run needs and everything a checkpoint must hold to resume it:
+weights, optimizer, counters, RNG states and the envs' own state. Between two batches the
+whole run is in `state_dict()`, so a stop request, a checkpoint and a resume all happen
+there. Evaluation time is kept off the training clock: ``train_seconds`` is learning alone.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +25,19 @@ from torchrl.collectors import Collector
 
 from ppo_torchrl.checkpoint import save_checkpoint
 from ppo_torchrl.config import PPOConfig
-from ppo_torchrl.envs import make_env, solved_threshold
+from ppo_torchrl.envs import make_env, restore_env, snapshot_env, solved_threshold
 from ppo_torchrl.episodes import EpisodeReturns
 from ppo_torchrl.evaluate import EvalResult, evaluate_policy
 from ppo_torchrl.explain import last_update_stats
 from ppo_torchrl.models import make_actor_critic
 from ppo_torchrl.objectives import make_advantage, make_loss
-from ppo_torchrl.progress import QuietReporter
+from ppo_torchrl.progress import QuietReporter, Stopwatch
 from ppo_torchrl.tracking import NullTracker, Tracker, plot_learning_curve
-from ppo_torchrl.update import PPOUpdate, make_optimizer
+from ppo_torchrl.update import NonFiniteError, PPOUpdate, make_optimizer
+
+
+class TrainingError(Exception):
+    """Training cannot go on (e.g. a non-finite loss); the message is one line."""
 
 
 @dataclass
@@ -48,6 +54,7 @@ class TrainResult:
     solved_at_frames: int | None
     run_id: str | None
     checkpoint: str | None
+    interrupted: bool = False
     last_update: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
@@ -64,41 +71,230 @@ class TrainResult:
 
 
 @dataclass
-class _Counters:
+class Progress:
+    """Counters and history of a run: all plain data, saved whole in checkpoints."""
+
     frames: int = 0
     episodes: int = 0
     updates: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    solved_at: int | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
     episode_frames: list[int] = field(default_factory=list)
     episode_returns: list[float] = field(default_factory=list)
-    eval_points: list[tuple[int, float]] = field(default_factory=list)
+    eval_points: list[tuple[int, float, float, int]] = field(default_factory=list)  # frames, mean, std, n
 
 
-class _Stopwatch:
-    """Wall time with pauses, so evaluation can be kept off the training clock."""
+class Trainer:
+    def __init__(
+        self,
+        cfg: PPOConfig,
+        tracker: Tracker | None = None,
+        reporter: QuietReporter | None = None,
+        run_dir: str | Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.tracker = tracker or NullTracker()
+        self.reporter = reporter or QuietReporter()
+        torch.manual_seed(cfg.seed)
+        self.threshold = solved_threshold(cfg)
+        self.env = make_env(cfg)
+        self.actor, self.critic = make_actor_critic(cfg, self.env)
+        self.loss_module = make_loss(cfg, self.actor, self.critic)
+        self.optimizer = make_optimizer(self.loss_module, cfg.lr)
+        self.ppo_update = PPOUpdate(
+            loss_module=self.loss_module,
+            optimizer=self.optimizer,
+            advantage_module=make_advantage(cfg, self.critic),
+            epochs=cfg.epochs,
+            minibatch_size=cfg.minibatch_size,
+            max_grad_norm=cfg.max_grad_norm,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        self.collector = Collector(
+            self.env,
+            self.actor,
+            frames_per_batch=cfg.frames_per_batch,
+            total_frames=-1,  # the loop enforces the frame and episode budgets
+            auto_register_policy_transforms=False,
+            track_traj_ids=False,  # unused here, and ~10% of collection time
+        )
+        self.episode_returns = EpisodeReturns()
+        self.progress = Progress(next_eval=cfg.eval_every_frames, next_checkpoint=cfg.checkpoint_every_frames)
+        self.run_dir = Path(run_dir or Path(cfg.checkpoint_dir) / (self.tracker.run_id or _stamp(cfg)))
+        self.last_checkpoint: Path | None = None
+        self.clock = Stopwatch(running=False)
 
-    def __init__(self) -> None:
-        self.elapsed = 0.0
-        self._since: float | None = time.perf_counter()
+    # --- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly where it stands (between batches)."""
+        return {
+            "config": self.cfg.to_dict(),
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "counters": {
+                "frames": self.progress.frames,
+                "episodes": self.progress.episodes,
+                "updates": self.progress.updates,
+            },
+            "progress": asdict(self.progress),
+            "rng": {"torch": torch.get_rng_state(), "update": self.ppo_update.generator.get_state()},
+            "env": snapshot_env(self.env),
+            "episode_carry": self.episode_returns.carry,
+            "tracking": self.tracker.state(),
+        }
 
-    def stop(self) -> float:
-        if self._since is not None:
-            self.elapsed += time.perf_counter() - self._since
-            self._since = None
-        return self.elapsed
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress = Progress(**state["progress"])
+        self.progress.eval_points = [tuple(p) for p in self.progress.eval_points]
+        # Restore the envs through TorchRL's own reset path; where a backend cannot
+        # restore its envs, the episodes in flight restart and their partial returns go.
+        restored = restore_env(self.env, state["env"])
+        self.collector.reset()
+        self.episode_returns.carry = state["episode_carry"] if restored else None
+        torch.set_rng_state(state["rng"]["torch"])
+        self.ppo_update.generator.set_state(state["rng"]["update"])
 
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        running = self._since is not None
-        self.stop()
+    def checkpoint(self, name: str) -> Path:
+        self.progress.train_seconds = self.clock.seconds()
+        path = save_checkpoint(self.run_dir / name, self.state_dict())
+        # Metrics reach the store only once the checkpoint that covers them is on disk, so
+        # a run killed and resumed logs every step exactly once (checkpoints carry the rest).
+        self.tracker.flush()
+        self.last_checkpoint = path
+        return path
+
+    # --- the loop ----------------------------------------------------------------------------
+    def evaluate(self) -> EvalResult:
+        p = self.progress
+        with self.clock.paused():
+            started = time.perf_counter()
+            result = evaluate_policy(self.actor, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed)
+            p.eval_seconds += time.perf_counter() - started
+        p.eval_points.append((p.frames, result.mean, result.std, len(result.returns)))
+        self.tracker.log_metrics({"eval_return": result.mean}, step=p.frames)
+        if self.threshold is not None and result.mean >= self.threshold and p.solved_at is None:
+            p.solved_at = p.frames
+        self.reporter.evaluation(p.frames, result, p.solved_at is not None)
+        return result
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> TrainResult:
+        """Train until a budget is spent or the env is solved; ``should_stop`` is asked after
+        every update and, when it answers True, the run checkpoints and returns early."""
+        cfg, p = self.cfg, self.progress
+        self.reporter.start(cfg.frames, self.threshold, p.episode_returns)
+        self.clock = Stopwatch(already=p.train_seconds)
+        batch, metrics, interrupted = None, {}, False
         try:
-            yield
+            batches = iter(self.collector)
+            while not self.finished():
+                batch = next(batches)
+                metrics = self._learn(batch)
+                self._after_update()
+                if not self.finished() and should_stop():
+                    interrupted = True
+                    break
         finally:
-            if running:
-                self._since = time.perf_counter()
+            self.collector.shutdown()
+        p.train_seconds = self.clock.stop()
+        if interrupted:
+            return self._result(None, self.checkpoint("last.pt"), interrupted=True)
+        if not p.eval_points or p.eval_points[-1][0] != p.frames:
+            self.evaluate()
+        # last.pt always holds the latest state, so a resume after a kill in the lines below
+        # finds the run complete instead of training (and logging) its end again.
+        self.checkpoint("last.pt")
+        final = save_checkpoint(self.run_dir / "final.pt", self.state_dict())
+        curve = plot_learning_curve(
+            p.episode_frames,
+            p.episode_returns,
+            [e[:2] for e in p.eval_points],
+            self.threshold,
+            self.run_dir / "learning_curve.png",
+            f"PPO on {cfg.env} (seed {cfg.seed})",
+        )
+        self.tracker.log_artifact(final, "checkpoints")
+        self.tracker.log_artifact(curve)
+        stats = last_update_stats(self.actor, batch, cfg, metrics) if metrics else {}
+        result = self._result(stats, final)
+        self.reporter.finish(result)
+        return result
 
-    def seconds(self) -> float:
-        running = time.perf_counter() - self._since if self._since is not None else 0.0
-        return self.elapsed + running
+    def finished(self) -> bool:
+        cfg, p = self.cfg, self.progress
+        return (
+            p.frames >= cfg.frames
+            or bool(cfg.episodes and p.episodes >= cfg.episodes)
+            or (p.solved_at is not None and cfg.stop_when_solved)
+        )
+
+    def _learn(self, batch: Any) -> dict[str, float]:
+        cfg, p = self.cfg, self.progress
+        p.frames += batch.numel()
+        returns = self.episode_returns(batch)
+        p.episodes += len(returns)
+        p.episode_returns += returns
+        p.episode_frames += [p.frames] * len(returns)
+        self.reporter.episodes(returns, p.solved_at is not None)
+        if cfg.anneal_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * max(0.0, 1.0 - (p.frames - batch.numel()) / cfg.frames)
+        if cfg.reward_scale != 1.0:
+            batch["next", "reward"] = batch["next", "reward"] * cfg.reward_scale
+        try:
+            metrics = self.ppo_update(batch)
+        except NonFiniteError as err:
+            kept = self.last_checkpoint or "none written yet"
+            raise TrainingError(
+                f"update {p.updates + 1} (at {p.frames:,} frames): {err}; "
+                f"training stopped, last good checkpoint: {kept}"
+            ) from None
+        p.updates += 1
+        fps = p.frames / max(self.clock.seconds(), 1e-9)
+        metrics.update(lr=self.optimizer.param_groups[0]["lr"], frames_per_second=fps)
+        if returns:
+            metrics["episode_return"] = sum(returns) / len(returns)
+        self.tracker.log_metrics(metrics, step=p.frames)
+        self.reporter.update(p.frames, fps)
+        return metrics
+
+    def _after_update(self) -> None:
+        """Evaluate and checkpoint when due (the end of the run writes its own checkpoint)."""
+        cfg, p = self.cfg, self.progress
+        if self.threshold is not None and cfg.eval_every_frames and p.frames >= p.next_eval:
+            p.next_eval += cfg.eval_every_frames
+            self.evaluate()
+        if cfg.checkpoint_every_frames and p.frames >= p.next_checkpoint and not self.finished():
+            p.next_checkpoint += cfg.checkpoint_every_frames
+            self.checkpoint("last.pt")
+
+    def _result(
+        self, stats: dict[str, float] | None, checkpoint: Path, interrupted: bool = False
+    ) -> TrainResult:
+        p = self.progress
+        _, mean, std, n = p.eval_points[-1] if p.eval_points else (p.frames, math.nan, math.nan, 0)
+        return TrainResult(
+            final_eval_mean=mean,
+            final_eval_std=std,
+            eval_episodes=n,
+            frames=p.frames,
+            episodes=p.episodes,
+            updates=p.updates,
+            train_seconds=p.train_seconds,
+            eval_seconds=p.eval_seconds,
+            solved=p.solved_at is not None,
+            solved_at_frames=p.solved_at,
+            run_id=self.tracker.run_id,
+            checkpoint=str(checkpoint),
+            interrupted=interrupted,
+            last_update=stats or {},
+        )
 
 
 def train(
@@ -107,137 +303,8 @@ def train(
     reporter: QuietReporter | None = None,
     run_dir: str | Path | None = None,
 ) -> TrainResult:
-    tracker = tracker or NullTracker()
-    reporter = reporter or QuietReporter()
-    torch.manual_seed(cfg.seed)
-    threshold = solved_threshold(cfg)
-    env = make_env(cfg)
-    actor, critic = make_actor_critic(cfg, env)
-    loss_module = make_loss(cfg, actor, critic)
-    optimizer = make_optimizer(loss_module, cfg.lr)
-    ppo_update = PPOUpdate(
-        loss_module=loss_module,
-        optimizer=optimizer,
-        advantage_module=make_advantage(cfg, critic),
-        epochs=cfg.epochs,
-        minibatch_size=cfg.minibatch_size,
-        max_grad_norm=cfg.max_grad_norm,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
-    collector = Collector(
-        env,
-        actor,
-        frames_per_batch=cfg.frames_per_batch,
-        total_frames=-1,  # the loop below enforces the frame and episode budgets
-        auto_register_policy_transforms=False,
-        track_traj_ids=False,  # unused here, and ~10% of collection time
-    )
-    run_dir = Path(run_dir or Path(cfg.checkpoint_dir) / (tracker.run_id or _stamp(cfg)))
-    c = _Counters()
-    solved_at: int | None = None
-    last_eval: EvalResult | None = None
-    next_eval, next_checkpoint = cfg.eval_every_frames, cfg.checkpoint_every_frames
-    batch = None
-    metrics: dict[str, float] = {}
-
-    def checkpoint(name: str) -> Path:
-        return save_checkpoint(
-            run_dir / name,
-            {
-                "config": cfg.to_dict(),
-                "actor": actor.state_dict(),
-                "critic": critic.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "counters": {"frames": c.frames, "episodes": c.episodes, "updates": c.updates},
-            },
-        )
-
-    def evaluate() -> EvalResult:
-        nonlocal eval_seconds
-        with clock.paused():
-            started = time.perf_counter()
-            result = evaluate_policy(actor, cfg.env, cfg.eval_episodes, cfg.seed)
-            eval_seconds += time.perf_counter() - started
-        c.eval_points.append((c.frames, result.mean))
-        tracker.log_metrics({"eval_return": result.mean}, step=c.frames)
-        return result
-
-    episode_returns = EpisodeReturns()
-    reporter.start(cfg.frames, threshold)
-    eval_seconds = 0.0
-    clock = _Stopwatch()
-    try:
-        for batch in collector:
-            c.frames += batch.numel()
-            returns = episode_returns(batch)
-            c.episodes += len(returns)
-            c.episode_returns += returns
-            c.episode_frames += [c.frames] * len(returns)
-            reporter.episodes(returns, solved_at is not None)
-
-            if cfg.anneal_lr:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * max(0.0, 1.0 - (c.frames - batch.numel()) / cfg.frames)
-            if cfg.reward_scale != 1.0:
-                batch["next", "reward"] = batch["next", "reward"] * cfg.reward_scale
-            metrics = ppo_update(batch)
-            c.updates += 1
-            fps = c.frames / max(clock.seconds(), 1e-9)
-            metrics.update(lr=optimizer.param_groups[0]["lr"], frames_per_second=fps)
-            if returns:
-                metrics["episode_return"] = sum(returns) / len(returns)
-            tracker.log_metrics(metrics, step=c.frames)
-            reporter.update(c.frames, fps)
-
-            if threshold is not None and cfg.eval_every_frames and c.frames >= next_eval:
-                next_eval += cfg.eval_every_frames
-                last_eval = evaluate()
-                if last_eval.mean >= threshold and solved_at is None:
-                    solved_at = c.frames
-                reporter.evaluation(c.frames, last_eval, solved_at is not None)
-                if solved_at is not None and cfg.stop_when_solved:
-                    break
-            if c.frames >= cfg.frames or (cfg.episodes and c.episodes >= cfg.episodes):
-                break
-            if cfg.checkpoint_every_frames and c.frames >= next_checkpoint:
-                next_checkpoint += cfg.checkpoint_every_frames
-                checkpoint("last.pt")
-    finally:
-        collector.shutdown()
-    train_seconds = clock.stop()
-
-    if last_eval is None or c.eval_points[-1][0] != c.frames:
-        last_eval = evaluate()
-        if threshold is not None and last_eval.mean >= threshold and solved_at is None:
-            solved_at = c.frames
-    final = checkpoint("final.pt")
-    curve = plot_learning_curve(
-        c.episode_frames,
-        c.episode_returns,
-        c.eval_points,
-        threshold,
-        run_dir / "learning_curve.png",
-        f"PPO on {cfg.env} (seed {cfg.seed})",
-    )
-    tracker.log_artifact(final, "checkpoints")
-    tracker.log_artifact(curve)
-    result = TrainResult(
-        final_eval_mean=last_eval.mean,
-        final_eval_std=last_eval.std,
-        eval_episodes=len(last_eval.returns),
-        frames=c.frames,
-        episodes=c.episodes,
-        updates=c.updates,
-        train_seconds=train_seconds,
-        eval_seconds=eval_seconds,
-        solved=solved_at is not None,
-        solved_at_frames=solved_at,
-        run_id=tracker.run_id,
-        checkpoint=str(final),
-        last_update=last_update_stats(actor, batch, cfg, metrics) if metrics else {},
-    )
-    reporter.finish(result)
-    return result
+    """Train PPO with ``cfg`` from scratch and return the result."""
+    return Trainer(cfg, tracker, reporter, run_dir).run()
 
 
 def _stamp(cfg: PPOConfig) -> str:

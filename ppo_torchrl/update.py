@@ -18,6 +18,27 @@ from torch import nn
 VALID_KEY = ("collector", "mask")
 
 
+class NonFiniteError(ArithmeticError):
+    """A loss term or the gradient norm is NaN or infinite; the step was not taken."""
+
+    def __init__(self, metric: str, value: float) -> None:
+        super().__init__(f"{metric} is {value}")
+        self.metric, self.value = metric, value
+
+
+def _check_finite(out: TensorDictBase, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
+    if grad_norm is None and bool(torch.isfinite(loss)):
+        return
+    if grad_norm is not None and bool(torch.isfinite(grad_norm)):
+        return
+    if grad_norm is not None:
+        raise NonFiniteError("grad_norm", float(grad_norm))
+    for key, value in out.items():
+        if key.startswith("loss_") and not bool(torch.isfinite(value).all()):
+            raise NonFiniteError(key, float(value.detach()))
+    raise NonFiniteError("loss_total", float(loss.detach()))
+
+
 def make_optimizer(loss_module: nn.Module, lr: float) -> torch.optim.Adam:
     """Adam over all trainable loss parameters (actor and critic).
 
@@ -72,12 +93,16 @@ class PPOUpdate:
             for minibatch in shuffled[:n_full].split(self.minibatch_size):
                 out = self.loss_module(minibatch)
                 loss = sum(v for k, v in out.items() if k.startswith("loss_"))
+                # A non-finite loss or gradient must never reach the parameters: stop before
+                # the optimizer step, so the weights (and checkpoints) stay the last good ones.
+                _check_finite(out, loss, None)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.max_grad_norm > 0:
                     grad_norm = nn.utils.clip_grad_norm_(params, self.max_grad_norm)
                 else:
                     grad_norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+                _check_finite(out, loss, grad_norm)
                 self.optimizer.step()
                 out = out.detach()
                 out["loss_total"] = loss.detach()
