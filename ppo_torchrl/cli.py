@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from typing import Any, NoReturn
 
-from ppo_torchrl.config import PPOConfig, load_config_file
+from ppo_torchrl.config import Config, PPOConfig, load_config_file
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -30,12 +30,13 @@ def _metavar(kind: str) -> str:
     return "VALUE"
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Add ``--field-name`` for every PPOConfig field; unset flags stay out of the namespace."""
-    group = parser.add_argument_group("hyperparameters (PPOConfig fields)")
-    for f in dataclasses.fields(PPOConfig):
+def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config] = PPOConfig) -> None:
+    """Add ``--field-name`` for every field of ``cls``; unset flags stay out of the namespace."""
+    group = parser.add_argument_group(f"hyperparameters ({cls.__name__} fields)")
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {_show(f.default)})"
+        shown = f.metadata.get("shown_default", f.default)  # e.g. a default that depends on another field
+        help_text = f"{f.metadata['help']} (default: {_show(shown)})"
         kind = str(f.type)
         if kind.startswith("bool"):
             group.add_argument(
@@ -62,12 +63,14 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def config_from_args(args: argparse.Namespace) -> PPOConfig:
+def config_from_args(args: argparse.Namespace, cls: type[Config] = PPOConfig) -> Any:
     """Defaults, then the ``--config`` file, then flags given on the command line."""
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
-        values.update(load_config_file(args.config))
-    values.update({name: getattr(args, name) for name in PPOConfig.field_names() if hasattr(args, name)})
-    if isinstance(values.get("solved_threshold"), str) and values["solved_threshold"].lower() == "none":
-        values["solved_threshold"] = None
-    return PPOConfig(**values)
+        values.update(load_config_file(args.config, cls))
+    values.update({name: getattr(args, name) for name in cls.field_names() if hasattr(args, name)})
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = values.get(f.name)
+        if "None" in str(f.type) and isinstance(value, str) and value.lower() == "none":
+            values[f.name] = None  # "--solved-threshold none" restores an optional default
+    return cls(**values)

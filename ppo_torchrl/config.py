@@ -22,8 +22,27 @@ def _field(default: Any, help: str, **constraints: Any) -> Any:
     return field(default=default, metadata={"help": help, **constraints})
 
 
+config_field = _field  # for other config dataclasses built on `Config`
+
+
+class Config:
+    """Base of the project's config dataclasses: fields declared with ``config_field`` carry
+    their help text and bounds, and are converted and checked on construction."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            setattr(self, f.name, _check(f, getattr(self, f.name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+
 @dataclass
-class PPOConfig:
+class PPOConfig(Config):
     # --- environment -------------------------------------------------------------------
     env: str = _field("CartPole-v1", "gymnasium environment id")
     seed: int = _field(0, "random seed for torch, the envs and evaluation", min=0)
@@ -78,8 +97,7 @@ class PPOConfig:
     experiment: str = _field("ppo_torchrl", "MLflow experiment name")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, _check(f, getattr(self, f.name)))
+        super().__post_init__()
         batch = self.num_envs * self.rollout_steps
         if self.minibatch_size > batch:
             raise ConfigError(
@@ -90,13 +108,6 @@ class PPOConfig:
     @property
     def frames_per_batch(self) -> int:
         return self.num_envs * self.rollout_steps
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
 
 
 def _plain(value: Any) -> Any:
@@ -189,8 +200,8 @@ def _check_sizes(name: str, value: Any) -> tuple[int, ...]:
     return sizes
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of PPOConfig fields; ConfigError for anything else."""
+def load_config_file(path: str | Path, cls: type[Config] | None = None) -> dict[str, Any]:
+    """Read a YAML mapping of ``cls`` fields (PPOConfig's by default); ConfigError otherwise."""
     import yaml
 
     path = Path(path)
@@ -210,7 +221,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping of field: value")
-    known = set(PPOConfig.field_names())
+    known = set((cls or PPOConfig).field_names())
     values: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")

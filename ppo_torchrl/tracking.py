@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ppo_torchrl.config import PPOConfig
+from ppo_torchrl.config import Config, PPOConfig
 
 try:
     import fcntl
@@ -89,7 +89,12 @@ class MlflowTracker:
     """
 
     def __init__(
-        self, cfg: PPOConfig, run_name: str | None = None, resume: dict[str, Any] | None = None
+        self,
+        cfg: Config,
+        run_name: str | None = None,
+        resume: dict[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         import mlflow
         from mlflow.entities import Param
@@ -104,12 +109,15 @@ class MlflowTracker:
         if resume and resume.get("run_id") and self._reopen(resume):
             return
         experiment_id = _retry(lambda: self._experiment_id(cfg.experiment))
-        tags = {"ppo_torchrl.resumed_from": resume["run_id"]} if resume and resume.get("run_id") else None
-        run = _retry(lambda: self.client.create_run(experiment_id, run_name=run_name, tags=tags))
+        tags = {"ppo_torchrl.resumed_from": resume["run_id"]} if resume and resume.get("run_id") else {}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id  # shows as a nested run in the MLflow UI
+        run = _retry(lambda: self.client.create_run(experiment_id, run_name=run_name, tags=tags or None))
         self.run_id: str | None = run.info.run_id
-        params = [Param(k, str(v)) for k, v in cfg.to_dict().items()]
-        _retry(lambda: self.client.log_batch(self.run_id, params=params, synchronous=True))
-        _retry(lambda: self.client.log_dict(self.run_id, cfg.to_dict(), "config.yaml"))
+        values = cfg.to_dict() if params is None else params
+        batch = [Param(k, str(v)) for k, v in values.items()]
+        _retry(lambda: self.client.log_batch(self.run_id, params=batch, synchronous=True))
+        _retry(lambda: self.client.log_dict(self.run_id, values, "config.yaml"))
 
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
