@@ -1,0 +1,169 @@
+"""Language models as TorchRL modules: a token-level policy, a per-token critic, a reward model.
+
+A step of token-level RL reads the whole sampled sequence and a position: the state is
+``sequence[:position]``, the action is ``sequence[position]``. Because the models are causal,
+the logits and values read at ``position - 1`` see only the state, never the future. Steps
+of one sequence share a single model pass (``seq_id`` de-duplicates), so scoring a batch of
+steps costs one forward per sequence, not per step.
+
+Models come from a tiny random-init GPT-2 config (with a word-level tokenizer over the
+task's few dozen tokens) or from any local Hugging Face checkpoint (``--model-path``).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torchrl.modules import ProbabilisticActor
+
+# The observation of a token step, as TensorDict keys.
+STEP_KEYS = ["sequence", "position", "seq_id"]
+SPECIALS = {"pad": "<pad>", "eos": "<eos>", "bos": "<bos>"}
+
+
+def tiny_tokenizer():
+    """A word-level Hugging Face tokenizer for the sort task: specials, 'sort', '>', 0-9."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = [*SPECIALS.values(), "sort", ">", *map(str, range(10))]
+    core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<pad>"
+    )
+
+
+def tiny_config(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int = 32):
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def load_models(model_path: str | None, n_layer: int, n_embd: int, n_head: int, seed: int):
+    """(tokenizer, causal LM): a random-init tiny GPT-2 and its word-level tokenizer, or both
+    read from a local checkpoint folder without touching the network."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    if model_path is None:
+        tokenizer = tiny_tokenizer()
+        return tokenizer, GPT2LMHeadModel(tiny_config(tokenizer, n_layer, n_embd, n_head))
+    path = Path(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # many causal LMs ship without a pad token
+    return tokenizer, AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+
+
+def reward_model_from(lm: nn.Module, tokenizer, seed: int) -> nn.Module:
+    """A sequence classifier with a fresh scalar head on ``lm``'s body (InstructGPT starts its
+    reward model from the SFT model): saved and re-read through Hugging Face's Auto classes,
+    so any causal-LM architecture that has a sequence-classification variant works."""
+    import tempfile
+
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        lm.save_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, num_labels=1, local_files_only=True
+        )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _gather_steps(per_sequence: torch.Tensor, seq_id: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return per_sequence[seq_id, index]
+
+
+def _unique_sequences(sequence: torch.Tensor, seq_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct sequences among the steps, and each step's row in them."""
+    ids, inverse = torch.unique(seq_id, return_inverse=True)
+    first = torch.full((len(ids),), len(seq_id), dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(seq_id)), reduce="amin")
+    return sequence[first], inverse
+
+
+class NextTokenLogits(nn.Module):
+    """logits of the next token after ``sequence[:position]``, for a batch of steps."""
+
+    def __init__(self, lm: nn.Module, pad_id: int) -> None:
+        super().__init__()
+        self.lm, self.pad_id = lm, pad_id
+
+    def forward(self, sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor) -> torch.Tensor:
+        batch = position.shape
+        sequence, position, seq_id = (
+            sequence.reshape(-1, sequence.shape[-1]),
+            position.reshape(-1),
+            seq_id.reshape(-1),
+        )
+        rows, inverse = _unique_sequences(sequence, seq_id)
+        logits = self.lm(input_ids=rows, attention_mask=(rows != self.pad_id).long()).logits
+        return _gather_steps(logits, inverse, position - 1).reshape(*batch, -1)
+
+
+class TokenValues(nn.Module):
+    """V(sequence[:position]) from a sequence classifier's body and scalar head, per token."""
+
+    def __init__(self, classifier: nn.Module, pad_id: int) -> None:
+        super().__init__()
+        if not hasattr(classifier, "score"):
+            raise ValueError(f"{type(classifier).__name__} has no 'score' head to read values from")
+        self.body, self.head, self.pad_id = classifier.base_model, classifier.score, pad_id
+
+    def forward(self, sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor) -> torch.Tensor:
+        batch = position.shape
+        sequence, position, seq_id = (
+            sequence.reshape(-1, sequence.shape[-1]),
+            position.reshape(-1),
+            seq_id.reshape(-1),
+        )
+        rows, inverse = _unique_sequences(sequence, seq_id)
+        hidden = self.body(input_ids=rows, attention_mask=(rows != self.pad_id).long())[0]
+        values = self.head(hidden).squeeze(-1)
+        return _gather_steps(values, inverse, position - 1).reshape(*batch, 1)
+
+
+def token_policy(lm: nn.Module, pad_id: int) -> ProbabilisticActor:
+    """The LM as a TorchRL policy over next tokens: writes ``action`` and ``action_log_prob``."""
+    module = TensorDictModule(NextTokenLogits(lm, pad_id), in_keys=STEP_KEYS, out_keys=["logits"])
+    return ProbabilisticActor(
+        module,
+        in_keys=["logits"],
+        distribution_class=torch.distributions.Categorical,
+        distribution_kwargs={"validate_args": False},
+        return_log_prob=True,
+    )
+
+
+def token_critic(classifier: nn.Module, pad_id: int) -> TensorDictModule:
+    """A per-token value function (PPO's critic), e.g. initialised from the reward model."""
+    return TensorDictModule(TokenValues(classifier, pad_id), in_keys=STEP_KEYS, out_keys=["state_value"])
+
+
+@torch.no_grad()
+def sequence_scores(classifier: nn.Module, sequences: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """The reward model's score of each whole (right-padded) sequence: its last real token."""
+    return classifier(input_ids=sequences, attention_mask=(sequences != pad_id).long()).logits.squeeze(-1)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    clone = copy.deepcopy(module)
+    clone.requires_grad_(False)
+    return clone.eval()

@@ -1,0 +1,252 @@
+"""The RLHF pipeline: SFT -> reward model -> PPO (or GRPO), tracked as nested MLflow runs.
+
+Data come from code (`task.py`); held-out prompts are drawn first and kept out of every
+training set. Results: the true-rule score (0-100) of the SFT reference (S0) and of the
+RL policy on the held-out prompts, the mean KL(pi || pi_ref), the reward model's held-out
+pair accuracy, sample completions before and after RL, a plot of true score and KL
+against updates, and the final policy saved with ``save_pretrained`` (loadable again with
+``--model-path``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ppo_torchrl.config import ConfigError
+from ppo_torchrl.rlhf.config import RLHFConfig
+from ppo_torchrl.rlhf.lm import load_models, reward_model_from
+from ppo_torchrl.rlhf.ppo import RLStage
+from ppo_torchrl.rlhf.reward import pair_accuracy, train_reward_model
+from ppo_torchrl.rlhf.sft import train_sft
+from ppo_torchrl.rlhf.task import Example, best_constant_score, make_examples, preference_pairs
+from ppo_torchrl.tracking import MlflowTracker, NullTracker, Tracker
+
+Training = Callable[[int], list[Example]]  # n -> n fresh training prompts, none held out
+Log = Callable[[dict[str, float], int], None]
+
+# The config fields each stage's nested run records, by name prefix.
+STAGE_PARAMS = {
+    "sft": ("sft_",),
+    "reward_model": ("rm_",),
+    "rl": (
+        "rl_",
+        "prompts_per_update",
+        "group_size",
+        "max_new_tokens",
+        "beta",
+        "kl_estimator",
+        "lam",
+        "clip_epsilon",
+        "entropy_coef",
+        "critic_coef",
+        "epochs",
+        "minibatch_size",
+        "max_grad_norm",
+    ),
+}
+
+
+@contextmanager
+def tracked(tracker: Tracker) -> Iterator[Tracker]:
+    """End ``tracker``'s run with its true status: FINISHED, KILLED (Ctrl-C) or FAILED."""
+    try:
+        yield tracker
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+
+
+def stage_tracker(cfg: RLHFConfig, name: str, parent: Tracker) -> Tracker:
+    if parent.run_id is None:
+        return NullTracker()
+    params = {k: v for k, v in cfg.to_dict().items() if k.startswith(STAGE_PARAMS[name])}
+    return MlflowTracker(cfg, run_name=name, parent_run_id=parent.run_id, params=params)
+
+
+def held_out_split(cfg: RLHFConfig, rng: random.Random) -> tuple[list[Example], Training]:
+    """Held-out prompts, and a factory of training prompts that never repeats one of them."""
+    held_out = make_examples(cfg.eval_prompts, rng, cfg.min_digits, cfg.max_digits)
+    taken = {e.digits for e in held_out}
+
+    def training(n: int) -> list[Example]:
+        out: list[Example] = []
+        while len(out) < n:
+            out += [
+                e
+                for e in make_examples(n - len(out), rng, cfg.min_digits, cfg.max_digits)
+                if e.digits not in taken
+            ]
+        return out
+
+    return held_out, training
+
+
+def run_sft(cfg: RLHFConfig, policy: nn.Module, tokenizer, training: Training, log: Log) -> dict[str, Any]:
+    """Stage 1: fine-tune ``policy`` in place on noisy demonstrations; it becomes pi_ref."""
+    return train_sft(
+        policy,
+        tokenizer,
+        training(cfg.sft_demos),
+        wrong_share=cfg.sft_wrong_share,
+        epochs=cfg.sft_epochs,
+        batch_size=cfg.sft_batch,
+        lr=cfg.sft_lr,
+        seed=cfg.seed,
+        log=log,
+    )
+
+
+def run_reward_model(
+    cfg: RLHFConfig,
+    policy: nn.Module,
+    tokenizer,
+    training: Training,
+    held_out: list[Example],
+    rng: random.Random,
+    log: Log,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Stage 2: a reward model initialised from the SFT model, trained on noisy preference
+    pairs; its pair accuracy is measured on held-out prompts against the rule itself."""
+    pairs = preference_pairs(training(cfg.rm_pairs), rng, cfg.rm_label_noise)
+    reward_model = reward_model_from(policy, tokenizer, cfg.seed)
+    results = train_reward_model(
+        reward_model,
+        tokenizer,
+        pairs,
+        epochs=cfg.rm_epochs,
+        batch_size=cfg.rm_batch,
+        lr=cfg.rm_lr,
+        seed=cfg.seed,
+        log=log,
+    )
+    results["rm_heldout_accuracy"] = pair_accuracy(
+        reward_model, tokenizer, preference_pairs(held_out, rng, label_noise=0.0)
+    )
+    return reward_model, results
+
+
+def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
+    rng = random.Random(cfg.seed)
+    held_out, training = held_out_split(cfg, rng)
+    try:
+        tokenizer, policy = load_models(cfg.model_path, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.seed)
+    except (OSError, ValueError) as err:  # what transformers raises for a folder it cannot read
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model_path: no causal LM and tokenizer in {cfg.model_path}: {reason}") from None
+    source = cfg.model_path or f"random-init GPT-2 ({cfg.n_layer} layers, {cfg.n_embd} dims)"
+    n_params = sum(p.numel() for p in policy.parameters())
+    say(f"models: {source}, {n_params:,} parameters; vocab {len(tokenizer)}")
+    parent = MlflowTracker(cfg, run_name=f"rlhf-{cfg.algo}") if cfg.track else NullTracker()
+    out_dir = Path(cfg.output_dir) / (
+        parent.run_id or time.strftime(f"{cfg.algo}-seed{cfg.seed}-%Y%m%d-%H%M%S")
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "algo": cfg.algo,
+        "model": source,
+        "best_constant_score": 100 * best_constant_score(held_out),
+    }
+    with tracked(parent):
+        started = time.perf_counter()
+        with tracked(stage_tracker(cfg, "sft", parent)) as t:
+            say(f"[1/3] SFT on {cfg.sft_demos:,} demonstrations, {cfg.sft_wrong_share:.0%} of them wrong")
+            summary.update(run_sft(cfg, policy, tokenizer, training, t.log_metrics))
+            t.flush()
+        with tracked(stage_tracker(cfg, "reward_model", parent)) as t:
+            say(
+                f"[2/3] reward model on {cfg.rm_pairs:,} preference pairs, "
+                f"{cfg.rm_label_noise:.0%} labels flipped"
+            )
+            reward_model, results = run_reward_model(
+                cfg, policy, tokenizer, training, held_out, rng, t.log_metrics
+            )
+            summary.update(results)
+            t.log_metrics({"rm_heldout_accuracy": summary["rm_heldout_accuracy"]}, 0)
+            t.flush()
+            say(f"      held-out pair accuracy {summary['rm_heldout_accuracy']:.1%}")
+        with tracked(stage_tracker(cfg, "rl", parent)) as t:
+            rl = RLStage(cfg, tokenizer, policy, reward_model)
+            before, before_greedy = rl.evaluate(held_out), rl.evaluate(held_out, greedy=True)
+            summary.update(S0=before["score"], S0_greedy=before_greedy["score"])
+            say(
+                f"[3/3] {cfg.algo.upper()}: SFT reference S0 = {before['score']:.1f} "
+                f"(greedy {before_greedy['score']:.1f}); {cfg.rl_updates} updates"
+            )
+            samples_before = rl.samples(held_out[:12])
+            history: list[dict[str, float]] = []
+
+            def log(metrics: dict[str, float], step: int) -> None:
+                history.append({"update": step, **metrics})
+                t.log_metrics(metrics, step)
+                if step % 10 == 0 or step == cfg.rl_updates:
+                    say(
+                        f"      update {step}: true score {metrics['true_score']:.1f}, reward model "
+                        f"{metrics['reward_model_score']:+.2f}, KL {metrics['kl_to_ref']:.3f}"
+                    )
+
+            summary.update(rl.train(training(cfg.rl_updates * cfg.prompts_per_update), log))
+            after, after_greedy = rl.evaluate(held_out), rl.evaluate(held_out, greedy=True)
+            summary.update(
+                final_score=after["score"],
+                final_score_greedy=after_greedy["score"],
+                final_kl_to_ref=after["kl_to_ref"],
+                final_response_length=after["response_length"],
+            )
+            samples_after = rl.samples(held_out[:12])
+            t.log_metrics(
+                {"heldout_score": after["score"], "heldout_kl_to_ref": after["kl_to_ref"]}, cfg.rl_updates
+            )
+            _write_artifacts(out_dir, history, samples_before, samples_after, summary, cfg)
+            for name in ("curves.png", "samples.txt", "summary.json"):
+                t.log_artifact(out_dir / name)
+            t.flush()
+        summary["total_seconds"] = time.perf_counter() - started
+        policy.save_pretrained(out_dir / "policy")
+        tokenizer.save_pretrained(out_dir / "policy")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        parent.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))}, 0)
+        parent.log_artifact(out_dir / "summary.json")
+        summary["run_id"], summary["output_dir"] = parent.run_id, str(out_dir)
+    return summary
+
+
+def _write_artifacts(
+    out_dir: Path,
+    history: list[dict[str, float]],
+    before: list[str],
+    after: list[str],
+    summary: dict[str, Any],
+    cfg: RLHFConfig,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    updates = [h["update"] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(updates, [h["true_score"] for h in history], label="true-rule score (0-100)")
+    ax.axhline(summary["S0"], ls=":", c="gray", label=f"SFT reference S0 = {summary['S0']:.1f}")
+    ax.set(xlabel=f"{cfg.algo.upper()} update", ylabel="true-rule score")
+    kl_ax = ax.twinx()
+    kl_ax.plot(updates, [h["kl_to_ref"] for h in history], c="tab:red", label="KL(pi || pi_ref)")
+    kl_ax.set_ylabel("KL to the SFT reference (nats per completion)")
+    fig.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curves.png", dpi=100)
+    plt.close(fig)
+    text = ["Before RL (SFT reference):", *before, "", f"After {cfg.algo.upper()}:", *after]
+    (out_dir / "samples.txt").write_text("\n".join(text) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
