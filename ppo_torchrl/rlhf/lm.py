@@ -87,38 +87,41 @@ def reward_model_from(lm: nn.Module, tokenizer, seed: int) -> nn.Module:
     return model
 
 
-def _gather_steps(per_sequence: torch.Tensor, seq_id: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return per_sequence[seq_id, index]
-
-
-def _unique_sequences(sequence: torch.Tensor, seq_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distinct sequences among the steps, and each step's row in them."""
+def _distinct_sequences(sequence: torch.Tensor, seq_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct sequences among a flat batch of steps, and each step's row in them."""
     ids, inverse = torch.unique(seq_id, return_inverse=True)
     first = torch.full((len(ids),), len(seq_id), dtype=torch.long)
     first = first.scatter_reduce(0, inverse, torch.arange(len(seq_id)), reduce="amin")
     return sequence[first], inverse
 
 
-class NextTokenLogits(nn.Module):
+class _PerStep(nn.Module):
+    """Runs ``per_sequence`` once per distinct sequence of a batch of steps (any batch shape)
+    and reads its output at ``position - 1``: what the model says after ``sequence[:position]``."""
+
+    pad_id: int
+
+    def per_sequence(self, rows: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor) -> torch.Tensor:
+        rows, inverse = _distinct_sequences(sequence.reshape(-1, sequence.shape[-1]), seq_id.reshape(-1))
+        out = self.per_sequence(rows, (rows != self.pad_id).long())
+        return out[inverse, position.reshape(-1) - 1].reshape(*position.shape, -1)
+
+
+class NextTokenLogits(_PerStep):
     """logits of the next token after ``sequence[:position]``, for a batch of steps."""
 
     def __init__(self, lm: nn.Module, pad_id: int) -> None:
         super().__init__()
         self.lm, self.pad_id = lm, pad_id
 
-    def forward(self, sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor) -> torch.Tensor:
-        batch = position.shape
-        sequence, position, seq_id = (
-            sequence.reshape(-1, sequence.shape[-1]),
-            position.reshape(-1),
-            seq_id.reshape(-1),
-        )
-        rows, inverse = _unique_sequences(sequence, seq_id)
-        logits = self.lm(input_ids=rows, attention_mask=(rows != self.pad_id).long()).logits
-        return _gather_steps(logits, inverse, position - 1).reshape(*batch, -1)
+    def per_sequence(self, rows: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.lm(input_ids=rows, attention_mask=attention_mask).logits
 
 
-class TokenValues(nn.Module):
+class TokenValues(_PerStep):
     """V(sequence[:position]) from a sequence classifier's body and scalar head, per token."""
 
     def __init__(self, classifier: nn.Module, pad_id: int) -> None:
@@ -127,17 +130,9 @@ class TokenValues(nn.Module):
             raise ValueError(f"{type(classifier).__name__} has no 'score' head to read values from")
         self.body, self.head, self.pad_id = classifier.base_model, classifier.score, pad_id
 
-    def forward(self, sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor) -> torch.Tensor:
-        batch = position.shape
-        sequence, position, seq_id = (
-            sequence.reshape(-1, sequence.shape[-1]),
-            position.reshape(-1),
-            seq_id.reshape(-1),
-        )
-        rows, inverse = _unique_sequences(sequence, seq_id)
-        hidden = self.body(input_ids=rows, attention_mask=(rows != self.pad_id).long())[0]
-        values = self.head(hidden).squeeze(-1)
-        return _gather_steps(values, inverse, position - 1).reshape(*batch, 1)
+    def per_sequence(self, rows: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=rows, attention_mask=attention_mask)[0]
+        return self.head(hidden)  # [N, L, 1]
 
 
 def token_policy(lm: nn.Module, pad_id: int) -> ProbabilisticActor:

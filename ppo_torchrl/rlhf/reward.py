@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ppo_torchrl.rlhf.fit import fit
 from ppo_torchrl.rlhf.lm import sequence_scores
 from ppo_torchrl.rlhf.task import Pair
 from ppo_torchrl.rlhf.text import completion_ids, pad, prompt_ids
@@ -37,28 +38,24 @@ def train_reward_model(
 ) -> dict[str, float]:
     chosen, rejected = encode_pairs(tokenizer, pairs)
     pad_id = tokenizer.pad_token_id
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    step, loss = 0, torch.tensor(float("nan"))
-    for _ in range(epochs):
-        order = torch.randperm(len(chosen), generator=generator)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            both = torch.cat([chosen[idx], rejected[idx]])
-            scores = model(input_ids=both, attention_mask=(both != pad_id).long()).logits.squeeze(-1)
-            loss = bradley_terry_loss(scores[: len(idx)], scores[len(idx) :])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            if step % 20 == 0:
-                log({"rm_loss": float(loss.detach())}, step)
-    if step % 20:  # the last step, when the every-20 log missed it
-        log({"rm_loss": float(loss.detach())}, step)
-    model.eval()
-    return {"rm_final_loss": float(loss.detach()), "rm_steps": step}
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([chosen[idx], rejected[idx]])  # one forward pass for both sides
+        scores = model(input_ids=both, attention_mask=(both != pad_id).long()).logits.squeeze(-1)
+        return bradley_terry_loss(scores[: len(idx)], scores[len(idx) :])
+
+    loss, steps = fit(
+        model,
+        len(chosen),
+        loss_of,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        log=log,
+        name="rm_loss",
+    )
+    return {"rm_final_loss": loss, "rm_steps": steps}
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ import random
 import torch
 from torch import nn
 
+from ppo_torchrl.rlhf.fit import fit
 from ppo_torchrl.rlhf.task import Example, demonstration
 from ppo_torchrl.rlhf.text import completion_ids, pad, prompt_ids
 
@@ -43,26 +44,21 @@ def train_sft(
 ) -> dict[str, float]:
     rng = random.Random(seed)
     inputs, labels = sft_batches(tokenizer, examples, wrong_share, rng)
-    optimizer = torch.optim.AdamW(lm.parameters(), lr=lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    lm.train()
-    step, loss = 0, torch.tensor(float("nan"))
-    for _epoch in range(epochs):
-        order = torch.randperm(len(inputs), generator=generator)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            x = inputs[idx]
-            loss = lm(
-                input_ids=x, attention_mask=(x != tokenizer.pad_token_id).long(), labels=labels[idx]
-            ).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            if step % 20 == 0:
-                log({"sft_loss": float(loss.detach())}, step)
-    if step % 20:  # the last step, when the every-20 log missed it
-        log({"sft_loss": float(loss.detach())}, step)
-    lm.eval()
-    return {"sft_final_loss": float(loss.detach()), "sft_steps": step}
+    pad_id = tokenizer.pad_token_id
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        x = inputs[idx]
+        return lm(input_ids=x, attention_mask=(x != pad_id).long(), labels=labels[idx]).loss
+
+    loss, steps = fit(
+        lm,
+        len(inputs),
+        loss_of,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        log=log,
+        name="sft_loss",
+    )
+    return {"sft_final_loss": loss, "sft_steps": steps}
