@@ -75,10 +75,12 @@ def row_values(values: Any, starts, lengths) -> np.ndarray:
 
 
 def test_core_config_is_gamma_one() -> None:
-    """Token-level RL discounts nothing: gamma = 1; lam and the rest come from RLHFConfig;
-    PPO normalises advantages per minibatch, GRPO does not (its own are already normalised)."""
+    """Token-level RL discounts nothing by default: gamma = 1; gamma, lam and the rest come
+    from RLHFConfig; PPO normalises advantages per minibatch, GRPO does not (its own are
+    already normalised)."""
     core = core_config(rlhf_config(lam=0.7, algo="ppo"), 4)
     assert (core.gamma, core.lam, core.num_envs, core.normalize_advantage) == (1.0, 0.7, 4, True)
+    assert core_config(rlhf_config(gamma=0.9), 4).gamma == 0.9
     assert (
         core_config(rlhf_config(algo="grpo", group_size=2, prompts_per_update=4), 4).normalize_advantage
         is False

@@ -74,7 +74,10 @@ class RLHFConfig(Config):
     kl_estimator: str = _field(
         "k1", "PPO's per-token KL estimate: 'k1', 'k2' or 'k3'", choices=("k1", "k2", "k3")
     )
-    lam: float = _field(0.95, "GAE lambda over tokens (gamma is 1)", min=0.0, max=1.0)
+    gamma: float = _field(
+        1.0, "discount over tokens (1: a completion is short, its score counts in full)", min=0.0, max=1.0
+    )
+    lam: float = _field(0.95, "GAE lambda over tokens", min=0.0, max=1.0)
     clip_epsilon: float = _field(0.2, "PPO clip range", gt=0.0, lt=1.0)
     entropy_coef: float = _field(0.0, "entropy bonus", min=0.0)
     critic_coef: float = _field(0.5, "value-loss weight (PPO)", min=0.0)

@@ -43,6 +43,7 @@ STAGE_PARAMS = {
         "max_new_tokens",
         "beta",
         "kl_estimator",
+        "gamma",
         "lam",
         "clip_epsilon",
         "entropy_coef",

@@ -5,7 +5,7 @@ advantages, no critic) — both through the core's `make_advantage`, `make_loss`
 The core sees a [B, T] batch with standard TorchRL keys, exactly like a CartPole batch:
 observation keys (here ``sequence``/``position``/``seq_id`` instead of ``observation``),
 ``action``, ``action_log_prob``, ``("next", "reward" | "done" | "terminated")`` and the
-validity mask. PPO here is a PPOConfig with gamma = 1 over tokens.
+validity mask. PPO here is a PPOConfig over tokens, gamma = 1 by default.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ class RefKLPenalty(nn.Module):
 
 
 def core_config(cfg: RLHFConfig, batch_rows: int) -> PPOConfig:
-    """The core's hyperparameters for token-level RL (gamma = 1: a completion is short)."""
+    """The core's hyperparameters for token-level RL."""
     return PPOConfig(
-        gamma=1.0,
+        gamma=cfg.gamma,
         lam=cfg.lam,
         clip_epsilon=cfg.clip_epsilon,
         entropy_coef=cfg.entropy_coef,
@@ -69,6 +69,8 @@ def core_config(cfg: RLHFConfig, batch_rows: int) -> PPOConfig:
 
 
 class RLStage:
+    """Stage 3: the policy, pi_ref, the reward model and the core's update, for PPO or GRPO."""
+
     def __init__(self, cfg: RLHFConfig, tokenizer, policy_lm: nn.Module, reward_model: nn.Module) -> None:
         self.cfg, self.tokenizer = cfg, tokenizer
         torch.manual_seed(cfg.seed)  # sampling draws from torch's global generator
