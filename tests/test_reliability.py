@@ -15,7 +15,7 @@ import gymnasium as gym
 import pytest
 import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
@@ -289,6 +289,7 @@ VALUES = st.one_of(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), min_size=1, max_size=4))
+@example(pairs=[("--bogus-flag", "\x0c")])  # a form feed: a line break to str.splitlines
 def test_any_command_line_is_accepted_or_refused_in_one_line(pairs, capsys) -> None:
     argv = [token for flag, value in pairs for token in (flag, value)] + ["--dry-run", "--no-track"]
     try:
