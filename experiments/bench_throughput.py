@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torchrl.collectors import Collector
 
-from ppo_torchrl import PPOConfig, make_actor_critic, make_advantage, make_env, make_loss, make_optimizer
-from ppo_torchrl.update import PPOUpdate
+from ppo_torchrl import PPOConfig, make_actor_critic, make_advantage, make_env, make_loss
+from ppo_torchrl.update import make_update
 
 RESULTS = Path(__file__).parent / "results" / "bench_throughput.json"
 FRAMES = 40_000
@@ -79,15 +79,7 @@ def update_step_ms() -> dict[str, float]:
     with torch.no_grad():
         batch = env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
     loss = make_loss(cfg, actor, critic)
-    update = PPOUpdate(
-        loss,
-        make_optimizer(loss, cfg.lr),
-        make_advantage(cfg, critic),
-        cfg.epochs,
-        cfg.minibatch_size,
-        cfg.max_grad_norm,
-        torch.Generator().manual_seed(0),
-    )
+    update = make_update(cfg, loss, make_advantage(cfg, critic))
     update(batch.clone())  # warm-up
     runs = []
     for _ in range(10):

@@ -21,6 +21,7 @@ _EXPORTS = {
     "make_loss": "objectives",
     "PPOUpdate": "update",
     "make_optimizer": "update",
+    "make_update": "update",
     "EvalResult": "evaluate",
     "evaluate_policy": "evaluate",
     "TrainResult": "trainer",

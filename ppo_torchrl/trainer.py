@@ -33,7 +33,7 @@ from ppo_torchrl.models import make_actor_critic
 from ppo_torchrl.objectives import make_advantage, make_loss
 from ppo_torchrl.progress import QuietReporter, Stopwatch
 from ppo_torchrl.tracking import NullTracker, Tracker, plot_learning_curve
-from ppo_torchrl.update import NonFiniteError, PPOUpdate, make_optimizer
+from ppo_torchrl.update import NonFiniteError, make_update
 
 
 class TrainingError(Exception):
@@ -103,16 +103,8 @@ class Trainer:
         self.env = make_env(cfg)
         self.actor, self.critic = make_actor_critic(cfg, self.env)
         self.loss_module = make_loss(cfg, self.actor, self.critic)
-        self.optimizer = make_optimizer(self.loss_module, cfg.lr)
-        self.ppo_update = PPOUpdate(
-            loss_module=self.loss_module,
-            optimizer=self.optimizer,
-            advantage_module=make_advantage(cfg, self.critic),
-            epochs=cfg.epochs,
-            minibatch_size=cfg.minibatch_size,
-            max_grad_norm=cfg.max_grad_norm,
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
+        self.ppo_update = make_update(cfg, self.loss_module, make_advantage(cfg, self.critic))
+        self.optimizer = self.ppo_update.optimizer
         self.collector = Collector(
             self.env,
             self.actor,

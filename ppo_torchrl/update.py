@@ -8,10 +8,14 @@ and an optimizer. CartPole rollouts and token-level RLHF batches go through it a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDictBase
 from torch import nn
+
+if TYPE_CHECKING:
+    from ppo_torchrl.config import PPOConfig
 
 # TorchRL's collector marks real (non-padding) steps here; steps marked False carry no
 # learning signal and are dropped before minibatching.
@@ -116,3 +120,21 @@ class PPOUpdate:
             gradient_steps=float(len(per_step)),
         )
         return metrics
+
+
+def make_update(
+    cfg: PPOConfig, loss_module: nn.Module, advantage_module: nn.Module | None, seed: int | None = None
+) -> PPOUpdate:
+    """The PPOUpdate a config describes: Adam at ``cfg.lr`` over the loss's parameters, the
+    config's epochs, minibatch size and gradient clip, minibatches shuffled by a generator
+    seeded with ``seed`` (default ``cfg.seed``). ``advantage_module=None`` when the batch
+    arrives with its ``advantage`` already written."""
+    return PPOUpdate(
+        loss_module=loss_module,
+        optimizer=make_optimizer(loss_module, cfg.lr),
+        advantage_module=advantage_module,
+        epochs=cfg.epochs,
+        minibatch_size=cfg.minibatch_size,
+        max_grad_norm=cfg.max_grad_norm,
+        generator=torch.Generator().manual_seed(cfg.seed if seed is None else seed),
+    )

@@ -23,7 +23,7 @@ from ppo_torchrl.objectives import make_advantage, make_loss
 from ppo_torchrl.rlhf.config import RLHFConfig
 from ppo_torchrl.rlhf.ppo import core_config
 from ppo_torchrl.rlhf.rollout import shape_rewards, token_steps
-from ppo_torchrl.update import PPOUpdate, make_optimizer
+from ppo_torchrl.update import PPOUpdate, make_update
 
 PAD = 0
 
@@ -120,15 +120,7 @@ def ppo_update(
     (critic=None, as GRPO; or ``gae=False``) when the batch already holds ``advantage``."""
     core = core_config(cfg, rows)
     loss = make_loss(core, actor, critic)
-    return PPOUpdate(
-        loss_module=loss,
-        optimizer=make_optimizer(loss, core.lr),
-        advantage_module=token_gae(cfg, critic, rows) if critic is not None and gae else None,
-        epochs=core.epochs,
-        minibatch_size=core.minibatch_size,
-        max_grad_norm=core.max_grad_norm,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    return make_update(core, loss, token_gae(cfg, critic, rows) if critic is not None and gae else None, seed)
 
 
 def tiny_models(seed: int = 0):

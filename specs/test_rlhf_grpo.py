@@ -32,7 +32,7 @@ from ppo_torchrl.rlhf.lm import sequence_scores
 from ppo_torchrl.rlhf.ppo import REF_LOG_PROB, RefKLPenalty, core_config
 from ppo_torchrl.rlhf.rollout import group_advantages
 from ppo_torchrl.rlhf.task import make_examples
-from ppo_torchrl.update import PPOUpdate, make_optimizer
+from ppo_torchrl.update import make_update
 from specs import hand, hand_rlhf
 from specs.check import agree, differ
 from specs.rig_rlhf import f32, layout, rlhf_config, step_actor, tiny_stage
@@ -157,15 +157,7 @@ def test_grpo_update_ignores_padding_advantages(grpo_rollout) -> None:
             rlhf_config(algo="grpo", group_size=3, prompts_per_update=6, minibatch_size=4, rl_lr=0.05), 6
         )
         loss = RefKLPenalty(make_loss(core, actor, None), actor, 0.2)
-        update = PPOUpdate(
-            loss,
-            make_optimizer(loss, core.lr),
-            None,
-            core.epochs,
-            core.minibatch_size,
-            core.max_grad_norm,
-            torch.Generator().manual_seed(0),
-        )
+        update = make_update(core, loss, None, seed=0)
         metrics = update(batch)
         results.append((metrics, actor.module[0].module.table.detach().numpy()))
     (clean, table), *others = results

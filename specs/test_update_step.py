@@ -22,7 +22,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl import PPOConfig, PPOUpdate, make_advantage, make_loss, make_optimizer
+from ppo_torchrl import PPOConfig, make_advantage, make_loss, make_update
 from specs import hand, hand_update
 from specs.cases import Rollout, floats, rollouts
 from specs.check import agree
@@ -39,15 +39,7 @@ def run_both(
     args = (case.obs, case.next_obs, case.reward, case.terminated, case.truncated, actions, logp_old)
     actor, critic = table_actor(logits), table_critic(case.values)
     loss = make_loss(cfg, actor, critic)
-    update = PPOUpdate(
-        loss,
-        make_optimizer(loss, cfg.lr),
-        make_advantage(cfg, critic),
-        cfg.epochs,
-        cfg.minibatch_size,
-        cfg.max_grad_norm,
-        torch.Generator().manual_seed(seed),
-    )
+    update = make_update(cfg, loss, make_advantage(cfg, critic), seed)
     metrics = update(rollout_batch(*args))
     module = (actor_table(actor), critic_table(critic)[:, 0], metrics["loss_total"], metrics["grad_norm"])
 

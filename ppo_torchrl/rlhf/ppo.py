@@ -24,7 +24,7 @@ from ppo_torchrl.rlhf.config import RLHFConfig
 from ppo_torchrl.rlhf.lm import frozen_copy, sequence_scores, token_critic, token_policy
 from ppo_torchrl.rlhf.rollout import Rollout, group_advantages, kl_estimate, sample_completions, shape_rewards
 from ppo_torchrl.rlhf.task import Example
-from ppo_torchrl.update import PPOUpdate, make_optimizer
+from ppo_torchrl.update import make_update
 
 REF_LOG_PROB = "ref_log_prob"
 
@@ -96,15 +96,7 @@ class RLStage:
             # de-duplicates sequences (a data-dependent shape vmap cannot batch), so take
             # GAE's documented two-call path instead.
             advantage.deactivate_vmap = True
-        self.update = PPOUpdate(
-            loss_module=loss,
-            optimizer=make_optimizer(loss, cfg.rl_lr),
-            advantage_module=advantage,
-            epochs=core.epochs,
-            minibatch_size=core.minibatch_size,
-            max_grad_norm=core.max_grad_norm,
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
+        self.update = make_update(core, loss, advantage)
 
     def rollout(self, examples: list[Example]) -> tuple[Rollout, dict[str, float]]:
         cfg = self.cfg
