@@ -7,7 +7,7 @@ Each run is a fresh process. Ours is exactly ``python -m ppo_torchrl.train --see
 default config, MLflow tracking on, into a scratch store). SB3 is PPO with the rl-zoo
 CartPole-v1 hyperparameters. Both use the same solved criterion, implemented once: after
 an update, once every 2048 frames, the greedy policy plays 100 episodes of gymnasium's
-CartPole-v1 (``ppo_torchrl.evaluate.evaluate_actions``, the same start states for both);
+CartPole-v1 (``ppo_torchrl.run.evaluation.evaluate_actions``, the same start states for both);
 a mean >= 475 is solved. Evaluation time is off both clocks. SB3 gets rl-zoo's budget of
 100k frames (its learning-rate schedule depends on it); ours runs with its defaults.
 Peak RSS is read from the finished process (``wait4``).
@@ -74,7 +74,7 @@ def sb3_worker(seed: int, out: Path) -> None:
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    from ppo_torchrl.evaluate import evaluate_actions
+    from ppo_torchrl.run.evaluation import evaluate_actions
 
     def linear(start: float):  # rl-zoo's lin_<start>: decays to 0 over the budget
         return lambda progress_remaining: progress_remaining * start

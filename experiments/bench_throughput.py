@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/bench_throughput.py
 
-For 8, 64 and 512 envs: frames/s of ``Collector(make_env(cfg), actor)`` (the exact path
+For 8, 64 and 512 envs: frames/s of ``Collector(make_env(env_id, num_envs), actor)`` (the exact path
 training uses: the default backend, the policy sampling every action) for both training
 backends, and of raw gymnasium stepping the same number of CartPole-v1 envs with random
 actions and no TorchRL: gymnasium's sync vector env (``gym.make`` envs stepped in a Python
@@ -27,17 +27,15 @@ import numpy as np
 import torch
 from torchrl.collectors import Collector
 
-from ppo_torchrl import PPOConfig, make_actor_critic, make_advantage, make_env, make_loss
-from ppo_torchrl.update import make_update
+from ppo_torchrl import PPOConfig, make_actor_critic, make_advantage, make_env, make_loss, make_update
 
 RESULTS = Path(__file__).parent / "results" / "bench_throughput.json"
 FRAMES = 40_000
 
 
 def collector_fps(num_envs: int, backend: str) -> float:
-    cfg = PPOConfig(num_envs=num_envs, env_backend=backend, minibatch_size=num_envs)
-    env = make_env(cfg)
-    actor, _ = make_actor_critic(cfg, env)
+    env = make_env("CartPole-v1", num_envs, backend=backend)
+    actor, _ = make_actor_critic(env)
     steps = max(4, 2048 // num_envs)
     collector = Collector(
         env,
@@ -74,12 +72,12 @@ def gymnasium_fps(num_envs: int, mode: str) -> float:
 def update_step_ms() -> dict[str, float]:
     """Milliseconds per PPO minibatch gradient step of the default config."""
     cfg = PPOConfig(track=False)
-    env = make_env(cfg)
-    actor, critic = make_actor_critic(cfg, env)
+    env = make_env(cfg.env, cfg.num_envs, seed=cfg.seed)
+    actor, critic = make_actor_critic(env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
     with torch.no_grad():
         batch = env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
-    loss = make_loss(cfg, actor, critic)
-    update = make_update(cfg, loss, make_advantage(cfg, critic))
+    loss = make_loss(cfg.loss_params(), actor, critic)
+    update = make_update(cfg.update_params(), loss, make_advantage(cfg.gae_params(), critic))
     update(batch.clone())  # warm-up
     runs = []
     for _ in range(10):
@@ -97,13 +95,13 @@ def compile_cost() -> dict[str, float]:
     """Would torch.compile pay off within one run? Its first-call cost against the time saved
     per minibatch step, for the loss forward+backward of the default config."""
     cfg = PPOConfig(track=False)
-    env = make_env(cfg)
-    actor, critic = make_actor_critic(cfg, env)
+    env = make_env(cfg.env, cfg.num_envs, seed=cfg.seed)
+    actor, critic = make_actor_critic(env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
     with torch.no_grad():
         batch = env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
-        make_advantage(cfg, critic)(batch)
+        make_advantage(cfg.gae_params(), critic)(batch)
     minibatch = batch.reshape(-1)[: cfg.minibatch_size]
-    loss = make_loss(cfg, actor, critic)
+    loss = make_loss(cfg.loss_params(), actor, critic)
 
     def step(module) -> None:
         out = module(minibatch)

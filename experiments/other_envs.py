@@ -18,8 +18,8 @@ import gymnasium as gym
 import numpy as np
 
 from ppo_torchrl import PPOConfig, train
-from ppo_torchrl.config import load_config_file
-from ppo_torchrl.evaluate import EVAL_SEED_OFFSET
+from ppo_torchrl.fields import load_config_file
+from ppo_torchrl.run.evaluation import EVAL_SEED_OFFSET
 
 HERE = Path(__file__).parent
 CONFIGS = {"Acrobot-v1": HERE / "acrobot.yaml", "Pendulum-v1": HERE / "pendulum.yaml"}
@@ -44,7 +44,9 @@ def main() -> None:
     results = {"date": time.strftime("%Y-%m-%d"), "envs": {}}
     for env_id, path in CONFIGS.items():
         with tempfile.TemporaryDirectory() as scratch:
-            cfg = PPOConfig(**{**load_config_file(path), "track": False, "checkpoint_dir": scratch})
+            cfg = PPOConfig(
+                **{**load_config_file(path, PPOConfig), "track": False, "checkpoint_dir": scratch}
+            )
             result = train(cfg)
         rand_mean, rand_std = random_policy_return(env_id)
         results["envs"][env_id] = {

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the entry points: one flag per PPOConfig field.
+"""Command-line plumbing shared by the entry points: one flag per config field.
 
 Flags are generated from the dataclass, so a new hyperparameter gets its flag, its help
 text and its default in ``--help`` without touching this file. Values arrive as strings
@@ -12,7 +12,8 @@ import argparse
 import dataclasses
 from typing import Any, NoReturn
 
-from ppo_torchrl.config import Config, PPOConfig, load_config_file
+from ppo_torchrl.fields import Config, load_config_file
+from ppo_torchrl.run.config import PPOConfig
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

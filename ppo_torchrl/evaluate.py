@@ -1,111 +1,42 @@
-"""Greedy evaluation on gymnasium's own env, and `python -m ppo_torchrl.evaluate CHECKPOINT`.
-
-Evaluation never uses the training env: it steps ``gymnasium.make_vec(env_id)`` directly,
-one episode per sub-env, with the policy's deterministic action (argmax for discrete
-actions, the squashed mean for continuous ones). Returns are the env's raw rewards. Where
-gymnasium ships its own vectorized implementation of the env (CartPole-v1 does) that one
-is used — the same physics without a Python loop over sub-envs; otherwise gymnasium's
-sync vector env over ``gymnasium.make(env_id)``.
-"""
+"""`python -m ppo_torchrl.evaluate CHECKPOINT`: a checkpoint's greedy policy on gymnasium's
+own env. The checkpoint (a file, or a run folder for its last.pt) is checked whole first:
+anything damaged or foreign is refused in one line, exit status 2."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import gymnasium as gym
-import numpy as np
-import torch
-from tensordict import TensorDict
-from tensordict.nn import TensorDictModuleBase
-from torchrl.envs.utils import ExplorationType, set_exploration_type
-
-# Evaluation seeds start far from training seeds so that evaluation episodes are not
-# replays of the first training episodes.
-EVAL_SEED_OFFSET = 1_000_000
-MAX_PARALLEL = 100
-
-
-@dataclass
-class EvalResult:
-    mean: float
-    std: float
-    returns: list[float]
-
-    def __str__(self) -> str:
-        return f"{self.mean:.1f} ± {self.std:.1f} over {len(self.returns)} episodes"
-
-
-@torch.no_grad()
-def evaluate_policy(
-    actor: TensorDictModuleBase, env_id: str, episodes: int = 100, seed: int = 0
-) -> EvalResult:
-    """Mean and std of the greedy policy's undiscounted return over ``episodes`` episodes."""
-
-    def act(obs: np.ndarray) -> np.ndarray:
-        td = TensorDict({"observation": torch.as_tensor(obs, dtype=torch.float32)}, [len(obs)])
-        return actor(td)["action"].numpy()
-
-    with set_exploration_type(ExplorationType.DETERMINISTIC):
-        return evaluate_actions(act, env_id, episodes, seed)
-
-
-def evaluate_actions(
-    act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 100, seed: int = 0
-) -> EvalResult:
-    """Evaluate any batched policy ``act(observations) -> actions`` (e.g. another library's).
-
-    Episode ``i`` starts from the reset of seed ``seed + EVAL_SEED_OFFSET + i // MAX_PARALLEL``'s
-    vector env, so two policies evaluated with the same seed face the same start states.
-    """
-    returns: list[float] = []
-    while len(returns) < episodes:
-        n = min(MAX_PARALLEL, episodes - len(returns))
-        returns += _run_episodes(act, env_id, n, seed + EVAL_SEED_OFFSET + len(returns))
-    values = np.asarray(returns, dtype=np.float64)
-    return EvalResult(float(values.mean()), float(values.std()), returns)
-
-
-def _run_episodes(act: Callable[[np.ndarray], np.ndarray], env_id: str, n: int, seed: int) -> list[float]:
-    """Run the first episode of each of ``n`` sub-envs (later autoreset episodes are ignored,
-    so the vector env's autoreset mode does not matter)."""
-    if gym.spec(env_id).vector_entry_point is not None:
-        envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
-    else:
-        envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
-    try:
-        obs, _ = envs.reset(seed=seed)
-        totals = np.zeros(n, dtype=np.float64)
-        running = np.ones(n, dtype=bool)
-        while running.any():
-            obs, reward, terminated, truncated, _ = envs.step(act(obs))
-            totals += np.where(running, reward, 0.0)
-            running &= ~(terminated | truncated)
-    finally:
-        envs.close()
-    return totals.tolist()
+from ppo_torchrl.cli import OneLineArgumentParser
+from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.run.errors import CheckpointError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ppo_torchrl.checkpoint import CheckpointError, load_policy
-    from ppo_torchrl.cli import OneLineArgumentParser
-
     parser = OneLineArgumentParser(
         prog="python -m ppo_torchrl.evaluate",
         description="Evaluate a checkpoint's greedy policy on gymnasium's own env.",
     )
-    parser.add_argument("checkpoint", help="path to a checkpoint written by ppo_torchrl.train")
+    parser.add_argument("checkpoint", help="a checkpoint written by ppo_torchrl.train, or its run folder")
     parser.add_argument("--episodes", type=int, default=100, help="episodes (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed (default: 0)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the policy runs: 'cpu', 'cuda', 'cuda:N' or 'auto' (default: cpu)",
+    )
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"argument --episodes: must be >= 1 (got {args.episodes})")
     try:
-        cfg, actor = load_policy(args.checkpoint)
-    except CheckpointError as err:
+        from ppo_torchrl.run.checkpoint import load_policy  # torch: after the cheap checks
+        from ppo_torchrl.run.device import resolve_device
+
+        cfg, actor = load_policy(args.checkpoint, resolve_device(args.device))
+    except (CheckpointError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from ppo_torchrl.run.evaluation import evaluate_policy
+
     result = evaluate_policy(actor, cfg.env, args.episodes, args.seed)
     print(f"{cfg.env}: greedy return {result}")
     return 0

@@ -16,10 +16,11 @@ import types
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.checkpoint import CheckpointError
 from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, config_from_args
-from ppo_torchrl.config import ConfigError, PPOConfig
-from ppo_torchrl.tracking import TrackingError, make_tracker
+from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.run.errors import CheckpointError, TrainingError
+from ppo_torchrl.run.tracking import TrackingError, make_tracker
 
 # What may change when a run is resumed: budgets and bookkeeping, never the learning itself.
 SAFE_ON_RESUME = (
@@ -30,6 +31,8 @@ SAFE_ON_RESUME = (
     "eval_episodes",
     "checkpoint_every_frames",
     "track",
+    "device",
+    "plot",
 )
 
 
@@ -43,7 +46,8 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument(
         "--resume",
         metavar="CHECKPOINT",
-        help="continue the run saved in CHECKPOINT (its config; only "
+        help="continue the run saved in CHECKPOINT, a checkpoint file or a run folder (its last.pt); "
+        "the run keeps its config: only "
         + ", ".join("--" + f.replace("_", "-") for f in SAFE_ON_RESUME)
         + " may change)",
     )
@@ -95,15 +99,17 @@ class StopSignal:
         return 128 + (self.signum or signal.SIGINT)
 
 
-def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None]:
-    """The run's config, and the checkpoint state when resuming; ConfigError/CheckpointError."""
+def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None, Path | None]:
+    """The run's config, and when resuming the checked checkpoint state and its file;
+    ConfigError or CheckpointError otherwise."""
     if not args.resume:
-        return config_from_args(args), None
-    from ppo_torchrl.checkpoint import config_from_checkpoint, load_checkpoint  # imports torch
+        return config_from_args(args), None, None
+    from ppo_torchrl.run.checkpoint import checkpoint_path, config_from_checkpoint, load_checkpoint
 
     if args.config:
         raise ConfigError("resume: --config cannot be combined with --resume (a run keeps its config)")
-    state = load_checkpoint(args.resume)
+    path = checkpoint_path(args.resume)
+    state = load_checkpoint(path)
     given = {name: getattr(args, name) for name in PPOConfig.field_names() if hasattr(args, name)}
     for name in given:
         if name not in SAFE_ON_RESUME:
@@ -111,8 +117,8 @@ def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None]:
             raise ConfigError(
                 f"resume: --{name.replace('_', '-')} cannot change when resuming (allowed: {allowed})"
             )
-    base = config_from_checkpoint(state, args.resume)
-    return PPOConfig(**{**base.to_dict(), **given}), state
+    base = config_from_checkpoint(state, path)
+    return PPOConfig(**{**base.to_dict(), **given}), state, path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,11 +132,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, stop: StopSignal) -> int:
     args = build_parser().parse_args(argv)
+    trainer = None
     try:
-        cfg, state = resolve(args)
-        from ppo_torchrl.envs import backend_for  # imports torch and TorchRL: after the cheap checks
+        cfg, state, path = resolve(args)
+        # torch and TorchRL load here, after the cheap checks.
+        from ppo_torchrl.envs.factory import backend_for
+        from ppo_torchrl.run.device import resolve_device
 
-        backend_for(cfg)
+        backend_for(cfg.env, cfg.env_backend)
+        resolve_device(cfg.device)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
             raise ConfigError(f"summary-json: folder does not exist: {Path(args.summary_json).parent}")
         if args.dry_run:
@@ -138,32 +148,46 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             return 0
         if stop.requested():
             return stop.exit_code  # stopped before anything started
+        trainer = _build_trainer(cfg, state, path)  # a checkpoint is checked whole here
         resume = state.get("tracking") if state else None
-        tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}", resume=resume)
+        trainer.tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}", resume=resume)
     except (ConfigError, TrackingError, CheckpointError) as err:
+        if trainer is not None:
+            trainer.collector.shutdown()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return _run(cfg, state, tracker, stop, args)
+    if state is not None:
+        print(f"resumed from {path} at {trainer.progress.frames:,} frames")
+    return _run(trainer, stop, args)
 
 
-def _run(cfg: PPOConfig, state: dict[str, Any] | None, tracker: Any, stop: StopSignal, args: Any) -> int:
-    # Imported after validation so that a bad flag answers at once.
-    from ppo_torchrl.explain import explain
-    from ppo_torchrl.progress import ConsoleReporter
-    from ppo_torchrl.trainer import Trainer, TrainingError
+def _build_trainer(cfg: PPOConfig, state: dict[str, Any] | None, path: Path | None) -> Any:
+    """The run's trainer, its state loaded from the checkpoint when resuming: weights that do
+    not fit the stored config are refused here, before any tracking run exists."""
+    from ppo_torchrl.run.progress import ConsoleReporter
+    from ppo_torchrl.run.trainer import Trainer
 
+    trainer = Trainer(cfg, reporter=ConsoleReporter(), run_dir=path.parent if path else None)
+    if state is not None:
+        try:
+            trainer.load_state_dict(state, path or "")
+        except CheckpointError:
+            trainer.collector.shutdown()
+            raise
+    return trainer
+
+
+def _run(trainer: Any, stop: StopSignal, args: Any) -> int:
+    from ppo_torchrl.run.explain import explain, last_update_stats
+
+    cfg, tracker = trainer.cfg, trainer.tracker
     print(
         f"=== PPO on {cfg.env} ===  seed {cfg.seed}, {cfg.num_envs} envs, gamma {cfg.gamma}, "
-        f"lambda {cfg.lam}, clip epsilon {cfg.clip_epsilon}"
+        f"lambda {cfg.lam}, clip epsilon {cfg.clip_epsilon}, device {trainer.device}"
     )
     if tracker.run_id:
         print(f"MLflow run {tracker.run_id} in {tracker.uri}")
     try:
-        run_dir = Path(args.resume).parent if args.resume else None
-        trainer = Trainer(cfg, tracker=tracker, reporter=ConsoleReporter(), run_dir=run_dir)
-        if state is not None:
-            trainer.load_state_dict(state)
-            print(f"resumed from {args.resume} at {trainer.progress.frames:,} frames")
         result = trainer.run(should_stop=stop.requested)
     except KeyboardInterrupt:
         # Metrics past the last checkpoint stay unsent: a resume will log them once.
@@ -189,7 +213,10 @@ def _run(cfg: PPOConfig, state: dict[str, Any] | None, tracker: Any, stop: StopS
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(result.summary(), indent=2) + "\n")
     if args.explain:
-        print(explain(cfg, result))
+        stats = {}
+        if result.last_update:
+            stats = last_update_stats(trainer.actor, trainer.last_batch, cfg.clip_epsilon, result.last_update)
+        print(explain(cfg, result, stats))
     return 0
 
 
@@ -201,7 +228,7 @@ class _CallableTrainModule(types.ModuleType):
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ppo_torchrl.trainer import train
+        from ppo_torchrl.run.trainer import train
 
         return train(*args, **kwargs)
 

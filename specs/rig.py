@@ -1,9 +1,10 @@
 """The module side: tiny TensorDict modules with known outputs, and batches with TorchRL's keys.
 
-The objects under test are always the ones the project builds from a ``PPOConfig``
-(``make_advantage``, ``make_loss``, ``make_actor_critic``, ``PPOUpdate``). What this file
-adds are inputs whose numbers a reader can follow: an actor whose logits are a table
-indexed by the state id, a critic whose values are a table, observations that are state ids.
+The objects under test are always the ones the project builds: ``make_advantage`` from a
+``GAEParams``, ``make_loss`` from a ``LossParams``, ``make_update`` from an ``UpdateParams``
+(or ``PPOUpdate`` directly), ``make_actor_critic``. What this file adds are inputs whose
+numbers a reader can follow: an actor whose logits are a table indexed by the state id, a
+critic whose values are a table, observations that are state ids.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.modules import ProbabilisticActor, ValueOperator
 
-from ppo_torchrl import PPOConfig, make_loss
+from ppo_torchrl import LossParams, make_loss
 
 # Logits [0, -1e4]: pi(a=0|s) = 1 and log pi(0|s) = 0.0 *exactly* in float32, so the
 # module's log-ratio equals -log pi_old bit for bit (used where float32 edges matter).
@@ -60,14 +61,6 @@ def critic_table(critic: ValueOperator) -> torch.Tensor:
     return critic.module.table
 
 
-def config(**fields: Any) -> PPOConfig:
-    """A PPOConfig whose batch-size fields fit a tiny hand-built batch."""
-    fields.setdefault("num_envs", 1)
-    fields.setdefault("rollout_steps", 1)
-    fields.setdefault("minibatch_size", 1)
-    return PPOConfig(**fields)
-
-
 def ids(states: Any) -> torch.Tensor:
     """State ids as float observations with a trailing feature dimension."""
     return torch.as_tensor(np.asarray(states), dtype=torch.float32).unsqueeze(-1)
@@ -99,9 +92,9 @@ def policy_batch(
     return TensorDict(data, batch_size=[len(states)])
 
 
-def loss_outputs(cfg: PPOConfig, actor: Any, critic: Any, batch: TensorDict) -> TensorDict:
-    """make_loss(cfg, actor, critic) applied to ``batch``."""
-    return make_loss(cfg, actor, critic)(batch)
+def loss_outputs(params: LossParams, actor: Any, critic: Any, batch: TensorDict) -> TensorDict:
+    """make_loss(params, actor, critic) applied to ``batch``."""
+    return make_loss(params, actor, critic)(batch)
 
 
 def rollout_batch(

@@ -2,7 +2,8 @@
 and tiny modules with known outputs that read a token step's keys.
 
 The objects under test are the project's (`token_steps`, `shape_rewards`, `kl_estimate`,
-`group_advantages`, `make_advantage(core_config(...))`, `PPOUpdate`, `RLStage`). What this
+`group_advantages`, `make_advantage(cfg.gae_params(), ...)`, `make_loss(cfg.loss_params(), ...)`,
+`make_update(cfg.update_params(), ...)` with ``cfg`` an `RLHFConfig`, `RLStage`). What this
 file adds are inputs a reader can follow: a critic and an actor whose outputs are tables
 indexed by (``seq_id``, ``position``), the keys of a token step.
 """
@@ -19,11 +20,11 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.modules import ProbabilisticActor
 
-from ppo_torchrl.objectives import make_advantage, make_loss
+from ppo_torchrl.core.advantage import make_advantage
+from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.update import PPOUpdate, make_update
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.ppo import core_config
 from ppo_torchrl.rlhf.rollout import shape_rewards, token_steps
-from ppo_torchrl.update import PPOUpdate, make_update
 
 PAD = 0
 
@@ -106,21 +107,19 @@ def shaped(
     return batch, kl
 
 
-def token_gae(cfg: RLHFConfig, critic: TensorDictModule, rows: int):
-    """The RLHF stage's GAE: make_advantage(core_config(cfg, B), critic), two-call path."""
-    advantage = make_advantage(core_config(cfg, rows), critic)
+def token_gae(cfg: RLHFConfig, critic: TensorDictModule):
+    """The RLHF stage's GAE: make_advantage(cfg.gae_params(), critic), two-call path."""
+    advantage = make_advantage(cfg.gae_params(), critic)
     advantage.deactivate_vmap = True  # as RLStage does for its token critic
     return advantage
 
 
-def ppo_update(
-    cfg: RLHFConfig, actor: Any, critic: Any, rows: int, seed: int = 0, gae: bool = True
-) -> PPOUpdate:
+def ppo_update(cfg: RLHFConfig, actor: Any, critic: Any, seed: int = 0, gae: bool = True) -> PPOUpdate:
     """PPOUpdate wired as RLStage wires it: GAE over the critic, or no advantage module
     (critic=None, as GRPO; or ``gae=False``) when the batch already holds ``advantage``."""
-    core = core_config(cfg, rows)
-    loss = make_loss(core, actor, critic)
-    return make_update(core, loss, token_gae(cfg, critic, rows) if critic is not None and gae else None, seed)
+    loss = make_loss(cfg.loss_params(), actor, critic)
+    advantage = token_gae(cfg, critic) if critic is not None and gae else None
+    return make_update(cfg.update_params(), loss, advantage, seed=seed)
 
 
 def tiny_models(seed: int = 0):

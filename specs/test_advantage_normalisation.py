@@ -18,17 +18,19 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from ppo_torchrl import LossParams
 from specs import hand
 from specs.cases import PolicyCase, floats, policy_cases
 from specs.check import agree, differ
-from specs.rig import config, loss_outputs, policy_batch, table_actor
+from specs.rig import loss_outputs, policy_batch, table_actor
 
 
 def _objective(advantage: list[float], r: list[float], normalize: bool = True) -> float:
     """loss_objective for samples with ratios r (pi_new = 1/2, pi_old = 1/2 / r)."""
     n = len(r)
     batch = policy_batch(range(n), [0] * n, np.log(0.5 / np.asarray(r)), advantage)
-    out = loss_outputs(config(normalize_advantage=normalize), table_actor(np.zeros((n, 2))), None, batch)
+    params = LossParams(clip_epsilon=0.2, normalize_advantage=normalize)  # the hand side's epsilon
+    out = loss_outputs(params, table_actor(np.zeros((n, 2))), None, batch)
     return float(out["loss_objective"].detach())
 
 
@@ -82,8 +84,8 @@ def test_normalisation_property(case: PolicyCase, eps: float, normalize: bool) -
     assume(spread == 0 or spread > 1e-3)  # float32 cancellation makes a tiny std imprecise
     adv = hand.standardize(case.advantage) if normalize else case.advantage
     batch = policy_batch(case.states, case.actions, case.logp_old, case.advantage)
-    cfg = config(clip_epsilon=eps, normalize_advantage=normalize)
-    out = loss_outputs(cfg, table_actor(case.logits), None, batch)
+    params = LossParams(clip_epsilon=eps, normalize_advantage=normalize)
+    out = loss_outputs(params, table_actor(case.logits), None, batch)
     agree(
         "loss_objective", hand.clipped_surrogate_loss(case.ratio, adv, eps), out["loss_objective"], atol=1e-5
     )

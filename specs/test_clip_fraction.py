@@ -19,10 +19,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl import make_loss
+from ppo_torchrl import LossParams, make_loss
 from specs import hand
 from specs.check import agree
-from specs.rig import CERTAIN, config, loss_outputs, policy_batch, table_actor
+from specs.rig import CERTAIN, loss_outputs, policy_batch, table_actor
 
 
 def test_clip_fraction_worked_example() -> None:
@@ -43,28 +43,28 @@ def test_clip_fraction_worked_example() -> None:
     assert hand.clipped_branch_wins(r, advantage, 0.2).mean() == 0.4
     batch = policy_batch(range(5), [0] * 5, np.log(0.5 / np.asarray(r)), advantage)
     out = loss_outputs(
-        config(clip_epsilon=0.2, normalize_advantage=False), table_actor(np.zeros((5, 2))), None, batch
+        LossParams(clip_epsilon=0.2, normalize_advantage=False), table_actor(np.zeros((5, 2))), None, batch
     )
     agree("clip_fraction", 0.6, out["clip_fraction"], rtol=0, atol=1e-7)
 
 
-def _on_log_ratios(cfg_eps: float, log_r: list[float]) -> list[float]:
+def _on_log_ratios(eps: float, log_r: list[float]) -> list[float]:
     """clip_fraction of one-sample batches whose log-ratio is exactly ``log_r[i]`` in float32.
 
     The actor is certain (log pi_new(0|s) = 0.0 exactly), so the module's log-ratio is
     0 - log pi_old = -log pi_old bit for bit.
     """
-    cfg = config(clip_epsilon=cfg_eps, normalize_advantage=False)
+    params = LossParams(clip_epsilon=eps, normalize_advantage=False)
     actor = table_actor([CERTAIN])
     return [
-        float(loss_outputs(cfg, actor, None, policy_batch([0], [0], [-w], [1.0]))["clip_fraction"])
+        float(loss_outputs(params, actor, None, policy_batch([0], [0], [-w], [1.0]))["clip_fraction"])
         for w in log_r
     ]
 
 
 def _float32_edges(eps: float) -> tuple[float, float]:
     """The float32 numbers the loss actually compares the log-ratio with."""
-    low, high = make_loss(config(clip_epsilon=eps), table_actor([CERTAIN]), None)._clip_bounds
+    low, high = make_loss(LossParams(clip_epsilon=eps), table_actor([CERTAIN]), None)._clip_bounds
     return float(low), float(high)
 
 
@@ -109,8 +109,8 @@ def test_clip_fraction_property(data: st.DataObject) -> None:
 
     n = len(log_r)
     batch = policy_batch(range(n), [0] * n, [-w for w in log_r], [1.0] * n)
-    cfg = config(clip_epsilon=eps, normalize_advantage=False)
-    out = loss_outputs(cfg, table_actor([CERTAIN] * n), None, batch)
+    params = LossParams(clip_epsilon=eps, normalize_advantage=False)
+    out = loss_outputs(params, table_actor([CERTAIN] * n), None, batch)
     agree("clip_fraction", hand.clip_fraction_log(log_r, low, high), out["clip_fraction"], rtol=0, atol=1e-7)
 
     far = [w for w in log_r if min(abs(w - low), abs(w - high)) > 1e-6]

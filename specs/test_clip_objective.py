@@ -15,10 +15,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ppo_torchrl import LossParams
 from specs import hand
 from specs.cases import PolicyCase, floats, policy_cases
 from specs.check import agree
-from specs.rig import actor_table, config, loss_outputs, policy_batch, table_actor
+from specs.rig import actor_table, loss_outputs, policy_batch, table_actor
 
 EPS = 0.2
 #            A     r     r*A    clip(r)*A   min    which term
@@ -49,7 +50,8 @@ def test_clipped_objective_worked_example() -> None:
     advantage, r = [c[0] for c in CASES], [c[1] for c in CASES]
     assert math.isclose(hand.clipped_surrogate_loss(r, advantage, EPS), -3.7 / 7)
     logits, batch = _uniform_batch(advantage, r)
-    out = loss_outputs(config(clip_epsilon=EPS, normalize_advantage=False), table_actor(logits), None, batch)
+    params = LossParams(clip_epsilon=EPS, normalize_advantage=False)
+    out = loss_outputs(params, table_actor(logits), None, batch)
     agree("loss_objective", -3.7 / 7, out["loss_objective"])
 
 
@@ -66,7 +68,7 @@ def test_clipped_samples_have_zero_gradient() -> None:
     advantage, r = [c[0] for c in CASES], [c[1] for c in CASES]
     logits, batch = _uniform_batch(advantage, r)
     actor = table_actor(logits)
-    out = loss_outputs(config(clip_epsilon=EPS, normalize_advantage=False), actor, None, batch)
+    out = loss_outputs(LossParams(clip_epsilon=EPS, normalize_advantage=False), actor, None, batch)
     out["loss_objective"].backward()
     grad = actor_table(actor).grad.double().numpy()
     expected = hand.surrogate_logit_gradient(logits, [0] * 7, r, advantage, EPS)
@@ -95,7 +97,7 @@ def test_clipped_objective_property(arg: tuple[PolicyCase, float]) -> None:
     case, eps = arg
     actor = table_actor(case.logits)
     batch = policy_batch(case.states, case.actions, case.logp_old, case.advantage)
-    out = loss_outputs(config(clip_epsilon=eps, normalize_advantage=False), actor, None, batch)
+    out = loss_outputs(LossParams(clip_epsilon=eps, normalize_advantage=False), actor, None, batch)
     agree(
         "loss_objective", hand.clipped_surrogate_loss(case.ratio, case.advantage, eps), out["loss_objective"]
     )

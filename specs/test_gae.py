@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl import make_advantage
+from ppo_torchrl import GAEParams, make_advantage
 from specs import hand
 from specs.cases import Rollout, rollouts
 from specs.check import agree
-from specs.rig import config, rollout_batch, table_critic
+from specs.rig import rollout_batch, table_critic
 
 #     s0    s1    s2    s3    s4    s5
 V = [1.0, 2.0, 5.0, 0.5, 1.5, 2.0]
@@ -39,11 +39,9 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 
 def module_gae(gamma: float, lam: float, values: Any, obs: Any, *step_arrays: Any) -> Arrays:
-    """advantage and value_target from make_advantage(PPOConfig(gamma, lam), critic)."""
-    n_envs, steps = np.shape(obs)
-    cfg = config(gamma=gamma, lam=lam, num_envs=n_envs, rollout_steps=steps)
+    """advantage and value_target from make_advantage(GAEParams(gamma, lam), critic)."""
     batch = rollout_batch(obs, *step_arrays)  # next_obs, reward, terminated, truncated
-    make_advantage(cfg, table_critic(values))(batch)
+    make_advantage(GAEParams(gamma=gamma, lam=lam), table_critic(values))(batch)
     return batch["advantage"][..., 0].numpy(), batch["value_target"][..., 0].numpy()
 
 
@@ -106,7 +104,7 @@ def test_batch_ending_mid_episode_bootstraps() -> None:
 
 def test_lambda_zero_is_the_td_error() -> None:
     """lam = 0: A_t = delta_t, the one-step TD error: [1.8, -1.0, 1.85, 1.3] (the deltas
-    above). PPOConfig accepts lam = 0; its help says "0 gives the TD error"."""
+    above). GAEParams accepts lam = 0; its help says "0 gives the TD error"."""
     a, _ = module_gae(0.9, 0.0, V, OBS, NEXT, REWARD, ENDS_AT_1, NEVER)
     agree("advantage", [[1.8, -1.0, 1.85, 1.3]], a)
 

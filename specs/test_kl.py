@@ -17,12 +17,12 @@ import math
 import numpy as np
 from hypothesis import given, settings
 
-from ppo_torchrl import PPOUpdate, make_loss, make_optimizer
-from ppo_torchrl.explain import last_update_stats
+from ppo_torchrl import LossParams, PPOUpdate, make_loss, make_optimizer
+from ppo_torchrl.run.explain import last_update_stats
 from specs import hand
 from specs.cases import PolicyCase, policy_cases
 from specs.check import agree, differ
-from specs.rig import actor_table, config, loss_outputs, policy_batch, table_actor
+from specs.rig import actor_table, loss_outputs, policy_batch, table_actor
 
 LOGITS = [[0.0, math.log(3.0)]]  # pi_new(.|0) = [1/4, 3/4]
 
@@ -41,13 +41,15 @@ def test_kl_worked_example() -> None:
     logp_old = np.log([0.375, 0.5])
     assert math.isclose(hand.kl_k1(logp_new, logp_old), 0.0, abs_tol=1e-15)
     assert math.isclose(hand.kl_k3(logp_new, logp_old), 0.25)
-    cfg = config(normalize_advantage=False)
-    out = loss_outputs(cfg, table_actor(LOGITS), None, policy_batch([0, 0], [1, 0], logp_old, [1.0, 1.0]))
+    params = LossParams(clip_epsilon=0.3, normalize_advantage=False)
+    out = loss_outputs(params, table_actor(LOGITS), None, policy_batch([0, 0], [1, 0], logp_old, [1.0, 1.0]))
     agree("kl_approx (k1)", 0.0, out["kl_approx"], atol=1e-7)
     differ("k1 vs k3 on this batch", hand.kl_k1(logp_new, logp_old), hand.kl_k3(logp_new, logp_old), 0.2)
 
     one = policy_batch([0], [1], np.log([0.6]), [1.0])  # r = 0.75 / 0.6 = 1.25
-    agree("kl_approx (k1)", -math.log(1.25), loss_outputs(cfg, table_actor(LOGITS), None, one)["kl_approx"])
+    agree(
+        "kl_approx (k1)", -math.log(1.25), loss_outputs(params, table_actor(LOGITS), None, one)["kl_approx"]
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -55,7 +57,8 @@ def test_kl_worked_example() -> None:
 def test_kl_property(case: PolicyCase) -> None:
     """On random batches kl_approx = k1 = mean(log pi_old - log pi_new)."""
     batch = policy_batch(case.states, case.actions, case.logp_old, case.advantage)
-    out = loss_outputs(config(normalize_advantage=False), table_actor(case.logits), None, batch)
+    params = LossParams(clip_epsilon=0.3, normalize_advantage=False)
+    out = loss_outputs(params, table_actor(case.logits), None, batch)
     agree("kl_approx", hand.kl_k1(case.logp_new, case.logp_old), out["kl_approx"], atol=2e-6)
 
 
@@ -67,11 +70,11 @@ def test_what_the_project_logs() -> None:
     states, actions = [0, 0, 1, 1], [0, 1, 0, 1]
     logp_old = np.log([0.45, 0.6, 0.8, 0.2])
     advantage = [1.0, -0.5, 0.3, 2.0]
-    cfg = config(num_envs=1, rollout_steps=4, minibatch_size=4, epochs=1, lr=0.05)
+    params = LossParams(clip_epsilon=0.3)  # advantages normalised
     actor = table_actor(logits)
-    loss = make_loss(cfg, actor, None)
+    loss = make_loss(params, actor, None)
     update = PPOUpdate(
-        loss, make_optimizer(loss, cfg.lr), None, cfg.epochs, cfg.minibatch_size, cfg.max_grad_norm
+        loss, make_optimizer(loss, lr=0.05), None, epochs=1, minibatch_size=4, max_grad_norm=0.5
     )
     batch = policy_batch(states, actions, logp_old, advantage)
     metrics = update(batch)
@@ -81,6 +84,6 @@ def test_what_the_project_logs() -> None:
     after_logits = actor_table(actor).detach().double().numpy()
     assert np.abs(after_logits - logits).max() > 0.01, "the step should move the policy"
     after = hand.log_softmax(after_logits)[states, actions]
-    stats = last_update_stats(actor, batch, cfg, metrics)
+    stats = last_update_stats(actor, batch, params.clip_epsilon, metrics)
     agree("kl_k1_final", hand.kl_k1(after, logp_old), stats["kl_k1_final"])
     agree("kl_k3_final", hand.kl_k3(after, logp_old), stats["kl_k3_final"])

@@ -16,11 +16,11 @@ import torch
 from hypothesis import given, settings
 from torchrl.envs import EnvBase
 
-from ppo_torchrl import PPOConfig, make_actor_critic
+from ppo_torchrl import LossParams, PPOConfig, make_actor_critic
 from specs import hand, hand_update
 from specs.cases import PolicyCase, policy_cases
 from specs.check import agree
-from specs.rig import config, linear_layers, loss_outputs, policy_batch, table_actor
+from specs.rig import linear_layers, loss_outputs, policy_batch, table_actor
 
 
 def test_ratio_worked_example() -> None:
@@ -41,14 +41,14 @@ def test_ratio_worked_example() -> None:
     agree("r = exp(log pi_new - log pi_old)", [1.25, 0.5, 0.8], r, rtol=1e-12)
     agree("r = pi_new / pi_old", hand.softmax(logits)[states, actions] / np.exp(logp_old), r, rtol=1e-12)
 
-    cfg = config(normalize_advantage=False)
+    params = LossParams(clip_epsilon=0.3, normalize_advantage=False)
     actor = table_actor(logits)
-    out = loss_outputs(cfg, actor, None, policy_batch(states, actions, logp_old, [1.0, 1.0, 1.0]))
+    out = loss_outputs(params, actor, None, policy_batch(states, actions, logp_old, [1.0, 1.0, 1.0]))
     agree("mean_ratio", 0.85, out["mean_ratio"])
     agree("max_ratio", 1.25, out["max_ratio"])
     for i in range(3):
         one = policy_batch(states[i : i + 1], actions[i : i + 1], logp_old[i : i + 1], [1.0])
-        agree(f"r of sample {i}", r[i], loss_outputs(cfg, actor, None, one)["mean_ratio"])
+        agree(f"r of sample {i}", r[i], loss_outputs(params, actor, None, one)["mean_ratio"])
 
 
 @settings(max_examples=40, deadline=None)
@@ -56,7 +56,7 @@ def test_ratio_worked_example() -> None:
 def test_ratio_property(case: PolicyCase) -> None:
     """On random tables and samples, mean_ratio = mean(r) and max_ratio = max(r)."""
     out = loss_outputs(
-        config(normalize_advantage=False),
+        LossParams(clip_epsilon=0.3, normalize_advantage=False),
         table_actor(case.logits),
         None,
         policy_batch(case.states, case.actions, case.logp_old, case.advantage),
@@ -75,7 +75,8 @@ def test_ratio_with_the_projects_cartpole_actor(cartpole: tuple[PPOConfig, EnvBa
        softmax(MLP_new(s))[a] / softmax(MLP_old(s))[a], again recomputed in NumPy.
     """
     cfg, env = cartpole
-    actor, critic = make_actor_critic(cfg, env)
+    torch.manual_seed(cfg.seed)  # make_actor_critic draws its weights from torch's generator
+    actor, critic = make_actor_critic(env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
     with torch.no_grad():  # as a collector does
         batch = env.rollout(6, policy=actor, break_when_any_done=False)
     obs, actions = batch["observation"].numpy()[0], batch["action"].numpy()[0]
@@ -95,6 +96,6 @@ def test_ratio_with_the_projects_cartpole_actor(cartpole: tuple[PPOConfig, EnvBa
     assert np.abs(r - 1).max() > 0.05, "the nudge should move the policy"
     batch["advantage"] = torch.zeros(1, 6, 1)
     batch["value_target"] = torch.zeros(1, 6, 1)
-    out = loss_outputs(cfg, actor, critic, batch)
+    out = loss_outputs(cfg.loss_params(), actor, critic, batch)
     agree("mean_ratio", r.mean(), out["mean_ratio"])
     agree("max_ratio", r.max(), out["max_ratio"])

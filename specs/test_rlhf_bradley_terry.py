@@ -90,13 +90,13 @@ def test_train_reward_model_uses_chosen_minus_rejected() -> None:
     swapped it would be L(r, c) = L(c, r) + mean(d)."""
     tokenizer, _, reward_model = tiny_models(seed=3)
     pairs = preference_pairs(make_examples(12, random.Random(0), 2, 3), random.Random(1), 0.0)
-    chosen, rejected = encode_pairs(tokenizer, pairs)
-    pad = tokenizer.pad_token_id
+    chosen, rejected = encode_pairs(tokenizer, pairs)  # each (ids, lengths)
     with torch.no_grad():  # a louder head: score gaps of order 1 instead of 1e-2
         reward_model.score.weight.mul_(50.0)
     reward_model.eval()
-    sc = sequence_scores(reward_model, chosen, pad).double().numpy()
-    sr = sequence_scores(reward_model, rejected, pad).double().numpy()
+    with torch.no_grad():
+        sc = sequence_scores(reward_model, *chosen).double().numpy()
+        sr = sequence_scores(reward_model, *rejected).double().numpy()
     stats = train_reward_model(
         reward_model, tokenizer, pairs, epochs=1, batch_size=len(pairs), lr=1e-3, seed=0, log=lambda *_: None
     )

@@ -100,7 +100,8 @@ def test_rlstage_rollout_writes_the_shaped_rewards(ppo_stage) -> None:
     batch = roll.batch
     with torch.no_grad():
         ref = stage.ref_actor.get_dist(batch).log_prob(batch["action"]).double().numpy()
-        scores = sequence_scores(stage.reward_model, batch["sequence"][:, 0], stage.pad_id).double().numpy()
+        scores = sequence_scores(stage.reward_model, batch["sequence"][:, 0], roll.sequence_lengths)
+        scores = scores.double().numpy()
     logp, lengths = batch["action_log_prob"].double().numpy(), roll.lengths.tolist()
     assert min(lengths) < batch.shape[1], "this rollout should have padded steps"
     hand_reward, hand_kl = hand_rlhf.shaped_rewards(logp, ref, lengths, scores, 0.5, "k3")

@@ -1,8 +1,8 @@
-"""Item 12 — token-level GAE with masking: make_advantage(core_config(cfg, B), critic) on
+"""Item 12 — token-level GAE with masking: make_advantage(cfg.gae_params(), critic) on
 the [B, T] layout of `token_steps`, rewards from `shape_rewards`, then `PPOUpdate`.
 
 Step t of a completion of n real tokens is a transition from state sequence[:start + t]
-(V_t = V(that state)) by the token at position start + t. `core_config` sets gamma = 1:
+(V_t = V(that state)) by the token at position start + t. `RLHFConfig` has gamma = 1:
 
     delta_t = r_t + V_{t+1} - V_t           t < n - 1
     delta_t = r_t - V_t                     t = n - 1: EOS (or the length limit) is terminal
@@ -32,7 +32,6 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl.rlhf.ppo import core_config
 from specs import hand_rlhf
 from specs.cases import floats
 from specs.cases_rlhf import LENGTHS, LOGP, REF, SCORES, STARTS, Completions, completions
@@ -50,9 +49,9 @@ VALUES = [
 A_HALF = [[0.8525, 0.745, -0.53], [-1.30375, -0.6075, 0.685, -1.53]]
 
 
-def module_gae(lam: float, batch: Any, values: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
+def module_gae(lam: float, batch: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
     """advantage and value_target [B, T] from the RLHF stage's GAE (rig_rlhf.token_gae)."""
-    rlhf_gae(rlhf_config(lam=lam), step_critic(np.nan_to_num(values, nan=123.0)), rows)(batch)
+    rlhf_gae(rlhf_config(lam=lam), step_critic(np.nan_to_num(values, nan=123.0)))(batch)
     return batch["advantage"][..., 0].double().numpy(), batch["value_target"][..., 0].double().numpy()
 
 
@@ -74,15 +73,16 @@ def row_values(values: Any, starts, lengths) -> np.ndarray:
     return out
 
 
-def test_core_config_is_gamma_one() -> None:
+def test_rlhf_params_are_gamma_one() -> None:
     """Token-level RL discounts nothing by default: gamma = 1; gamma, lam and the rest come
     from RLHFConfig; PPO normalises advantages per minibatch, GRPO does not (its own are
     already normalised)."""
-    core = core_config(rlhf_config(lam=0.7, algo="ppo"), 4)
-    assert (core.gamma, core.lam, core.num_envs, core.normalize_advantage) == (1.0, 0.7, 4, True)
-    assert core_config(rlhf_config(gamma=0.9), 4).gamma == 0.9
+    cfg = rlhf_config(lam=0.7, algo="ppo")
+    gae, loss = cfg.gae_params(), cfg.loss_params()
+    assert (gae.gamma, gae.lam, loss.normalize_advantage) == (1.0, 0.7, True)
+    assert rlhf_config(gamma=0.9).gae_params().gamma == 0.9
     assert (
-        core_config(rlhf_config(algo="grpo", group_size=2, prompts_per_update=4), 4).normalize_advantage
+        rlhf_config(algo="grpo", group_size=2, prompts_per_update=4).loss_params().normalize_advantage
         is False
     )
 
@@ -129,12 +129,12 @@ def test_worked_example() -> None:
         agree(f"hand A, row {b}", A_HALF[b], hand_a[b])
     agree("hand value_target, row 0", [1.3525, 1.745, 1.47], hand_target[0])
 
-    a, target = module_gae(0.5, example_batch(), VALUES, 2)
+    a, target = module_gae(0.5, example_batch(), VALUES)
     for b in range(2):
         agree(f"A (lam = 0.5), row {b}", A_HALF[b], real(a, LENGTHS)[b])
         agree(f"value_target (lam = 0.5), row {b}", hand_target[b], real(target, LENGTHS)[b])
 
-    a1, _ = module_gae(1.0, example_batch(), VALUES, 2)
+    a1, _ = module_gae(1.0, example_batch(), VALUES)
     agree("A (lam = 1), row 0", [0.96, 0.48, -0.53], real(a1, LENGTHS)[0])
     agree("A (lam = 1), row 1", [-2.03, -1.03, -0.08, -1.53], real(a1, LENGTHS)[1])
     for b in range(2):
@@ -145,7 +145,7 @@ def test_worked_example() -> None:
             a1[b, :n],
         )
 
-    a0, _ = module_gae(0.0, example_batch(), VALUES, 2)
+    a0, _ = module_gae(0.0, example_batch(), VALUES)
     agree("A (lam = 0) = delta, row 0", [0.48, 1.01, -0.53], real(a0, LENGTHS)[0])
 
     # What the module leaves at row 0's pad (dropped before the loss): a terminated
@@ -157,28 +157,28 @@ def test_eos_does_not_bootstrap() -> None:
     """V of the state after the last real token (7 and 4 above) never enters: set it to
     +-1000 and nothing real changes. Marking row 0's EOS not terminated (done still True)
     would bootstrap: delta_2 = 1.47 + V(after EOS) - 2 = 1.47 + 7 - 2 = 6.47."""
-    a, _ = module_gae(0.5, example_batch(), VALUES, 2)
+    a, _ = module_gae(0.5, example_batch(), VALUES)
     for far in (1000.0, -1000.0):
         values = np.array(VALUES)
         values[0, 5], values[1, 5] = far, -far
-        moved, _ = module_gae(0.5, example_batch(), values, 2)
+        moved, _ = module_gae(0.5, example_batch(), values)
         for b in range(2):
             agree(f"A with V(after EOS) = {far}, row {b}", real(a, LENGTHS)[b], real(moved, LENGTHS)[b])
 
     batch = example_batch()
     batch["next", "terminated"][0, 2] = False
-    bootstrapped, _ = module_gae(0.5, batch, VALUES, 2)
+    bootstrapped, _ = module_gae(0.5, batch, VALUES)
     agree("EOS not terminated: A_2 = delta_2", 6.47, bootstrapped[0, 2])
     differ("terminated vs not at EOS", a[0, :3], bootstrapped[0, :3], 1.0)
 
 
 def test_padding_has_no_influence() -> None:
     """Pad rewards 1e4 and pad values -1e4 (finite junk): real advantages unchanged."""
-    a, target = module_gae(0.5, example_batch(), VALUES, 2)
+    a, target = module_gae(0.5, example_batch(), VALUES)
     batch, values = example_batch(), np.array(VALUES)
     batch["next", "reward"][0, 3] = 1e4
     values[0, 5:] = -1e4
-    junk_a, junk_target = module_gae(0.5, batch, values, 2)
+    junk_a, junk_target = module_gae(0.5, batch, values)
     for b in range(2):
         agree(f"A, row {b}", real(a, LENGTHS)[b], real(junk_a, LENGTHS)[b])
         agree(f"value_target, row {b}", real(target, LENGTHS)[b], real(junk_target, LENGTHS)[b])
@@ -191,7 +191,7 @@ def test_nonfinite_padding_does_reach_the_last_token() -> None:
     (`torch.where`) and the critic's values are finite, so the pipeline never feeds one."""
     batch = example_batch()
     batch["next", "reward"][0, 3] = float("nan")
-    a, _ = module_gae(0.5, batch, VALUES, 2)
+    a, _ = module_gae(0.5, batch, VALUES)
     assert np.isnan(a[0, :3]).all()
     agree("row 1 (no pad) unaffected", A_HALF[1], a[1])
 
@@ -206,7 +206,7 @@ def test_token_gae_property(case: Completions, lam: float, kind: str, beta: floa
     hand_a, hand_target = hand_rlhf.token_gae(
         rewards, row_values(case.values, case.starts, case.lengths), case.lengths, lam
     )
-    a, target = module_gae(lam, batch, case.values, len(case.lengths))
+    a, target = module_gae(lam, batch, case.values)
     for b, n in enumerate(case.lengths):
         agree(f"A, row {b}", hand_a[b], a[b, :n], atol=1e-4)
         agree(f"value_target, row {b}", hand_target[b], target[b, :n], atol=1e-4)
@@ -217,7 +217,7 @@ def test_token_gae_property(case: Completions, lam: float, kind: str, beta: floa
     )
     for b, (s, n) in enumerate(zip(case.starts, case.lengths, strict=True)):
         values[b, s + n :] = case.garbage[b, 0]
-    junk_a, junk_target = module_gae(lam, junk, values, len(case.lengths))
+    junk_a, junk_target = module_gae(lam, junk, values)
     for b, n in enumerate(case.lengths):
         agree(f"A with junk pads, row {b}", a[b, :n], junk_a[b, :n])
         agree(f"value_target with junk pads, row {b}", target[b, :n], junk_target[b, :n])
@@ -249,7 +249,7 @@ def run_update(case: Completions, junk: bool, mask_pads: bool = True, seed: int 
     actor, critic = step_actor(logits), step_critic(values)
     fields = {"algo": "ppo", "lam": 0.9, "epochs": 2, "rl_lr": 0.05, "entropy_coef": 0.01, **fields}
     cfg = rlhf_config(max_new_tokens=max(case.steps, 2), **fields)
-    metrics = ppo_update(cfg, actor, critic, B, seed=seed)(batch)
+    metrics = ppo_update(cfg, actor, critic, seed=seed)(batch)
     real_values = np.concatenate(
         [
             critic.module.table.detach().numpy()[b, s : s + n, 0]
@@ -305,7 +305,7 @@ def test_ppo_update_drops_padding() -> None:
     cfg = rlhf_config(
         algo="ppo", lam=0.9, epochs=2, rl_lr=0.05, entropy_coef=0.01, minibatch_size=3, max_new_tokens=4
     )
-    flat_metrics = ppo_update(cfg, actor, critic, B, gae=False)(steps)
+    flat_metrics = ppo_update(cfg, actor, critic, gae=False)(steps)
     for key in clean:
         agree(f"{key} (flat, no pads)", clean[key], flat_metrics[key], rtol=1e-6, atol=1e-7)
     agree("actor (flat, no pads)", actor_clean, actor.module[0].module.table.detach().numpy(), rtol=0, atol=0)

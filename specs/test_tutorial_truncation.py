@@ -20,13 +20,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchrl.envs import EnvBase
 
-from ppo_torchrl import PPOConfig, PPOUpdate, make_actor_critic, make_advantage, make_loss, make_optimizer
+from ppo_torchrl import (
+    GAEParams,
+    LossParams,
+    PPOConfig,
+    PPOUpdate,
+    make_actor_critic,
+    make_advantage,
+    make_loss,
+    make_optimizer,
+)
 from specs import hand, hand_update
 from specs.cases import floats
 from specs.check import agree, differ
-from specs.rig import config, linear_layers, rollout_batch, table_critic
+from specs.rig import linear_layers, rollout_batch, table_critic
 
 GAMMA, LAM, T = 0.99, 0.95, 10
+ACTIVATION = "tanh"  # make_actor_critic's default hidden activation
 
 
 def truncated_cartpole_episode() -> dict[str, np.ndarray]:
@@ -48,10 +58,17 @@ def truncated_cartpole_episode() -> dict[str, np.ndarray]:
     return ep
 
 
-def trained_looking_critic(cfg: PPOConfig, env: EnvBase) -> torch.nn.Module:
+def seeded_actor_critic(env: EnvBase) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """make_actor_critic(env) (64-64 tanh MLPs), its weights drawn right after seeding torch
+    with 0 (make_actor_critic does not seed; these are the weights the numbers below saw)."""
+    torch.manual_seed(0)
+    return make_actor_critic(env, activation=ACTIVATION)
+
+
+def trained_looking_critic(env: EnvBase) -> torch.nn.Module:
     """make_actor_critic's critic with its output bias set to 20: values near 20, the size a
     CartPole critic reaches once episodes get long (rewards 1, gamma 0.99)."""
-    _, critic = make_actor_critic(cfg, env)
+    _, critic = seeded_actor_critic(env)
     with torch.no_grad():
         [m for m in critic.modules() if isinstance(m, torch.nn.Linear)][-1].bias.fill_(20.0)
     return critic
@@ -81,10 +98,9 @@ def test_truncated_cartpole_episode(cartpole: tuple[PPOConfig, EnvBase]) -> None
     steps was a disaster; the project's GAE gives the correct ones (0.8 to 6.2).
     """
     _, env = cartpole
-    cfg = PPOConfig(gamma=GAMMA, lam=LAM, num_envs=1, rollout_steps=T, minibatch_size=T)
-    critic = trained_looking_critic(cfg, env)
+    critic = trained_looking_critic(env)
     ep = truncated_cartpole_episode()
-    tutorial, correct, v_final = hand_both(ep, critic, cfg.activation)
+    tutorial, correct, v_final = hand_both(ep, critic, ACTIVATION)
     gap = -((GAMMA * LAM) ** np.arange(T - 1, -1, -1)) * GAMMA * v_final
     agree("tutorial - correct = -(gamma lam)^(T-1-t) gamma V(s_T)", gap, tutorial - correct, rtol=1e-9)
     assert 19 < -gap[-1] < 21 and 10 < -gap[0] < 13
@@ -96,7 +112,7 @@ def test_truncated_cartpole_episode(cartpole: tuple[PPOConfig, EnvBase]) -> None
         ep["terminated"][None],
         ep["truncated"][None],
     )
-    make_advantage(cfg, critic)(batch)
+    make_advantage(GAEParams(gamma=GAMMA, lam=LAM), critic)(batch)
     agree("project GAE vs the correct formula", correct, batch["advantage"][0, :, 0], rtol=1e-5, atol=1e-4)
     differ("project GAE vs the tutorial", tutorial, batch["advantage"][0, :, 0].numpy(), 10.0)
 
@@ -106,11 +122,10 @@ def test_the_update_uses_the_correct_advantages(cartpole: tuple[PPOConfig, EnvBa
     (unbiased) std of the advantages it computed: those of the correct formula (mean ~3.7),
     not the tutorial's (mean ~-11.6)."""
     _, env = cartpole
-    cfg = PPOConfig(gamma=GAMMA, lam=LAM, num_envs=1, rollout_steps=T, minibatch_size=T, epochs=1)
-    actor, _ = make_actor_critic(cfg, env)
-    critic = trained_looking_critic(cfg, env)
+    actor, _ = seeded_actor_critic(env)
+    critic = trained_looking_critic(env)
     ep = truncated_cartpole_episode()
-    tutorial, correct, _ = hand_both(ep, critic, cfg.activation)
+    tutorial, correct, _ = hand_both(ep, critic, ACTIVATION)
 
     batch = rollout_batch(
         ep["obs"][None],
@@ -122,9 +137,10 @@ def test_the_update_uses_the_correct_advantages(cartpole: tuple[PPOConfig, EnvBa
     batch["action"] = torch.as_tensor(ep["action"][None])
     with torch.no_grad():
         batch["action_log_prob"] = actor.get_dist(batch).log_prob(batch["action"])
-    loss = make_loss(cfg, actor, critic)
+    loss = make_loss(LossParams(clip_epsilon=0.3), actor, critic)
+    advantage = make_advantage(GAEParams(gamma=GAMMA, lam=LAM), critic)
     update = PPOUpdate(
-        loss, make_optimizer(loss, cfg.lr), make_advantage(cfg, critic), 1, T, cfg.max_grad_norm
+        loss, make_optimizer(loss, lr=2e-3), advantage, epochs=1, minibatch_size=T, max_grad_norm=0.5
     )
     metrics = update(batch)
     agree("advantage_mean", correct.mean(), metrics["advantage_mean"], rtol=1e-5, atol=1e-4)
@@ -152,7 +168,6 @@ def test_truncation_property(length: int, data: st.DataObject, gamma: float, lam
     gap = -((gamma * lam) ** np.arange(length - 1, -1, -1)) * gamma * values[length]
     agree("tutorial - correct", gap, tutorial - correct, rtol=1e-9, atol=1e-12)
 
-    cfg = config(gamma=gamma, lam=lam, rollout_steps=length)
     batch = rollout_batch(obs[None], next_obs[None], reward[None], terminated[None], truncated[None])
-    make_advantage(cfg, table_critic(values))(batch)
+    make_advantage(GAEParams(gamma=gamma, lam=lam), table_critic(values))(batch)
     agree("project GAE vs correct", correct, batch["advantage"][0, :, 0], atol=1e-4)

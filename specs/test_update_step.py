@@ -14,7 +14,7 @@ permutations, and the parameters must come out the same.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -22,30 +22,38 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl import PPOConfig, make_advantage, make_loss, make_update
+from ppo_torchrl import GAEParams, LossParams, UpdateParams, make_advantage, make_loss, make_update
 from specs import hand, hand_update
 from specs.cases import Rollout, floats, rollouts
 from specs.check import agree
-from specs.rig import actor_table, config, critic_table, rollout_batch, table_actor, table_critic
+from specs.rig import actor_table, critic_table, rollout_batch, table_actor, table_critic
 
 Result = tuple[Any, Any, float, float]  # logits, values, mean loss_total, mean grad_norm
 
 
+class Params(NamedTuple):
+    """What each factory of the update is built from."""
+
+    gae: GAEParams  # make_advantage
+    loss: LossParams  # make_loss
+    update: UpdateParams  # make_update
+
+
 def run_both(
-    cfg: PPOConfig, logits: np.ndarray, case: Rollout, actions: np.ndarray, log_r: np.ndarray, seed: int
+    params: Params, logits: np.ndarray, case: Rollout, actions: np.ndarray, log_r: np.ndarray, seed: int
 ) -> tuple[Result, Result]:
     """(module result, hand result), each (logits, values, losses, grad norms)."""
     logp_old = (hand.log_softmax(logits)[case.obs, actions] - log_r).astype(np.float32).astype(np.float64)
     args = (case.obs, case.next_obs, case.reward, case.terminated, case.truncated, actions, logp_old)
     actor, critic = table_actor(logits), table_critic(case.values)
-    loss = make_loss(cfg, actor, critic)
-    update = make_update(cfg, loss, make_advantage(cfg, critic), seed)
+    loss = make_loss(params.loss, actor, critic)
+    update = make_update(params.update, loss, make_advantage(params.gae, critic), seed)
     metrics = update(rollout_batch(*args))
     module = (actor_table(actor), critic_table(critic)[:, 0], metrics["loss_total"], metrics["grad_norm"])
 
-    v = case.values
+    v, gae = case.values, params.gae
     adv, target = hand.gae(
-        case.reward, v[case.obs], v[case.next_obs], case.terminated, case.done, cfg.gamma, cfg.lam
+        case.reward, v[case.obs], v[case.next_obs], case.terminated, case.done, gae.gamma, gae.lam
     )
     flat = hand_update.Samples(
         *(np.asarray(x).reshape(-1) for x in (case.obs, actions, logp_old, adv, target, v[case.obs]))
@@ -53,23 +61,23 @@ def run_both(
     n = flat.states.size
     generator = torch.Generator().manual_seed(seed)  # the same permutations PPOUpdate draws
     minibatches = []
-    for _ in range(cfg.epochs):
+    for _ in range(params.update.epochs):
         order = torch.randperm(n, generator=generator).numpy()
-        full = n // cfg.minibatch_size * cfg.minibatch_size
-        minibatches += np.split(order[:full], full // cfg.minibatch_size)
+        full = n // params.update.minibatch_size * params.update.minibatch_size
+        minibatches += np.split(order[:full], full // params.update.minibatch_size)
     theta, values, steps = hand_update.ppo_update(
         logits,
         v,
         flat,
         minibatches,
-        eps=cfg.clip_epsilon,
-        entropy_coef=cfg.entropy_coef,
-        critic_coef=cfg.critic_coef,
-        critic_loss=cfg.critic_loss,
-        clip_value=cfg.clip_epsilon if cfg.clip_value else None,
-        normalize=cfg.normalize_advantage,
-        max_grad_norm=cfg.max_grad_norm,
-        lr=cfg.lr,
+        eps=params.loss.clip_epsilon,
+        entropy_coef=params.loss.entropy_coef,
+        critic_coef=params.loss.critic_coef,
+        critic_loss=params.loss.critic_loss,
+        clip_value=params.loss.clip_epsilon if params.loss.clip_value else None,
+        normalize=params.loss.normalize_advantage,
+        max_grad_norm=params.update.max_grad_norm,
+        lr=params.update.lr,
     )
     mean = np.mean
     return module, (theta, values, mean([s.loss_total for s in steps]), mean([s.grad_norm for s in steps]))
@@ -116,21 +124,20 @@ def test_one_step_worked_example() -> None:
     entropy term (their samples are clipped): there the clipping scale shows. States 2, 4
     and 7 are never an observation s: they get no gradient and do not move.
     """
-    shape = {"num_envs": 2, "rollout_steps": 3, "minibatch_size": 6, "epochs": 1}
-    cfg = config(
-        gamma=0.9,
-        lam=0.8,
-        clip_epsilon=0.2,
-        critic_coef=0.5,
-        entropy_coef=0.01,
-        lr=1e-3,
-        max_grad_norm=0.5,
-        critic_loss="l2",
-        normalize_advantage=True,
-        **shape,
+    params = Params(
+        GAEParams(gamma=0.9, lam=0.8),
+        LossParams(
+            clip_epsilon=0.2, critic_coef=0.5, entropy_coef=0.01, critic_loss="l2", normalize_advantage=True
+        ),
+        UpdateParams(epochs=1, minibatch_size=6, max_grad_norm=0.5, lr=1e-3),
     )
-    assert (cfg.max_grad_norm, cfg.lr, cfg.critic_loss, cfg.normalize_advantage) == (0.5, 1e-3, "l2", True)
-    module, hand_result = run_both(cfg, LOGITS, EXAMPLE, ACTIONS, LOG_R, seed=0)
+    assert (
+        params.update.max_grad_norm,
+        params.update.lr,
+        params.loss.critic_loss,
+        params.loss.normalize_advantage,
+    ) == (0.5, 1e-3, "l2", True)
+    module, hand_result = run_both(params, LOGITS, EXAMPLE, ACTIONS, LOG_R, seed=0)
     agree("hand total", 3.0747, hand_result[2], atol=1e-4)
     agree("hand grad norm", 1.1658, hand_result[3], atol=1e-4)
     moved = np.abs(hand_result[0] - LOGITS).max(axis=1)
@@ -140,7 +147,7 @@ def test_one_step_worked_example() -> None:
     compare(module, hand_result)
 
 
-Update = tuple[PPOConfig, np.ndarray, Rollout, np.ndarray, np.ndarray]  # cfg, logits, batch, actions, log r
+Update = tuple[Params, np.ndarray, Rollout, np.ndarray, np.ndarray]  # params, logits, batch, actions, log r
 
 
 @st.composite
@@ -156,35 +163,33 @@ def updates(draw: st.DrawFn) -> Update:
     logits = np.stack([base, base + sign * gap], axis=-1)
     actions = np.array(draw(st.lists(st.integers(0, 1), min_size=n_envs * steps, max_size=n_envs * steps)))
     log_r = np.array(draw(st.lists(floats(-0.5, 0.5), min_size=n_envs * steps, max_size=n_envs * steps)))
-    cfg = config(
-        num_envs=n_envs,
-        rollout_steps=steps,
-        minibatch_size=draw(st.integers(1, n_envs * steps)),
-        epochs=draw(st.integers(1, 3)),
-        gamma=draw(floats(0.3, 1.0)),
-        lam=draw(floats(0.3, 1.0)),
+    minibatch_size, epochs = draw(st.integers(1, n_envs * steps)), draw(st.integers(1, 3))
+    gae = GAEParams(gamma=draw(floats(0.3, 1.0)), lam=draw(floats(0.3, 1.0)))
+    loss = LossParams(
         clip_epsilon=draw(floats(0.05, 0.5)),
         entropy_coef=draw(floats(0.0, 0.1)),
         critic_coef=draw(floats(0.1, 2.0)),
         critic_loss=draw(st.sampled_from(["l2", "smooth_l1", "l1"])),
         clip_value=draw(st.booleans()),
         normalize_advantage=draw(st.booleans()),
+    )
+    update = UpdateParams(
+        epochs=epochs,
+        minibatch_size=minibatch_size,
         max_grad_norm=draw(st.sampled_from([0.0, 1e-3, 0.05, 0.5, 10.0])),
         lr=draw(floats(1e-4, 0.05)),
     )
     shape = (n_envs, steps)
-    return cfg, logits, case, actions.reshape(shape), log_r.reshape(shape)
+    return Params(gae, loss, update), logits, case, actions.reshape(shape), log_r.reshape(shape)
 
 
 @pytest.mark.filterwarnings("ignore:std\\(\\)")  # advantage_std of a one-step batch
 @settings(max_examples=40, deadline=None)
 @given(updates(), st.integers(0, 2**16))
-def test_update_property(
-    arg: tuple[PPOConfig, np.ndarray, Rollout, np.ndarray, np.ndarray], seed: int
-) -> None:
+def test_update_property(arg: Update, seed: int) -> None:
     """Random batches, configs (every loss option, clipping on and off, 1-3 epochs, any
     minibatch size; a remainder that does not fill a minibatch is dropped) and seeds: the
     whole update lands on the hand-computed parameters."""
-    cfg, logits, case, actions, log_r = arg
-    module, hand_result = run_both(cfg, logits, case, actions, log_r, seed)
+    params, logits, case, actions, log_r = arg
+    module, hand_result = run_both(params, logits, case, actions, log_r, seed)
     compare(module, hand_result, atol=2e-6)

@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
 
-from ppo_torchrl import PPOUpdate, make_loss, make_optimizer
+from ppo_torchrl import LossParams, PPOUpdate, make_loss, make_optimizer
 from specs import hand, hand_update
 from specs.cases import floats
 from specs.check import agree
-from specs.rig import actor_table, config, critic_table, loss_outputs, policy_batch, table_actor, table_critic
+from specs.rig import actor_table, critic_table, loss_outputs, policy_batch, table_actor, table_critic
 
 V_NEW = [1.0, 2.0, 3.0, 0.5]  # the critic's table: state i -> V(i)
 TARGET = [1.5, 2.0, 1.0, 3.0]  # value_target; errors e = target - V = [0.5, 0, -2, 2.5]
@@ -40,8 +40,9 @@ def _batch() -> TensorDict:
 
 
 def _outputs(**fields: Any) -> TensorDict:
-    cfg = config(normalize_advantage=False, **fields)
-    return loss_outputs(cfg, table_actor(LOGITS), table_critic(V_NEW), _batch())
+    fields.setdefault("clip_epsilon", 0.3)
+    params = LossParams(normalize_advantage=False, **fields)
+    return loss_outputs(params, table_actor(LOGITS), table_critic(V_NEW), _batch())
 
 
 def test_value_loss_worked_example() -> None:
@@ -83,12 +84,13 @@ def test_total_loss_and_its_gradient() -> None:
     dH/dlogits = -pi (log pi + H): 0 for the uniform rows, [0.20599, -0.20599] for [1/4, 3/4].
     The entropy part pushes logit 0 up and logit 1 down there: towards uniform, H rises.
     """
-    cfg = config(
-        normalize_advantage=False, critic_coef=0.5, entropy_coef=0.01, max_grad_norm=0.0, rollout_steps=4
-    )
+    params = LossParams(clip_epsilon=0.3, critic_coef=0.5, entropy_coef=0.01, normalize_advantage=False)
     actor, critic = table_actor(LOGITS), table_critic(V_NEW)
-    loss = make_loss(cfg, actor, critic)
-    metrics = PPOUpdate(loss, make_optimizer(loss, cfg.lr), None, 1, 4, cfg.max_grad_norm)(_batch())
+    loss = make_loss(params, actor, critic)
+    update = PPOUpdate(
+        loss, make_optimizer(loss, lr=2e-3), None, epochs=1, minibatch_size=4, max_grad_norm=0.0
+    )
+    metrics = update(_batch())
     total = -0.7 + 1.3125 - 0.01 * hand.entropy(LOGITS).mean()
     agree("loss_total", total, metrics["loss_total"])
     agree("loss_total (hand)", 0.60622259, total, rtol=1e-7)
@@ -116,17 +118,18 @@ def test_losses_property(
     v_new, target, v_old, logit1 = (np.asarray(c) for c in columns)
     n = len(v_new)
     logits = np.stack([np.zeros(n), logit1], axis=-1)
-    fields = {
-        "critic_loss": kind,
-        "critic_coef": critic_coef,
-        "entropy_coef": entropy_coef,
-        "rollout_steps": n,
-    }
-    cfg = config(normalize_advantage=False, clip_value=clip is not None, clip_epsilon=clip or 0.2, **fields)
+    params = LossParams(
+        clip_epsilon=clip or 0.2,
+        entropy_coef=entropy_coef,
+        critic_coef=critic_coef,
+        critic_loss=kind,
+        clip_value=clip is not None,
+        normalize_advantage=False,
+    )
     actions = [i % 2 for i in range(n)]
     logp = hand.log_softmax(logits)[range(n), actions]
     batch = policy_batch(range(n), actions, logp, [0.5] * n, target, v_old)
-    out = loss_outputs(cfg, table_actor(logits), table_critic(v_new), batch)
+    out = loss_outputs(params, table_actor(logits), table_critic(v_new), batch)
 
     critic, fraction = hand_update.value_loss(target, v_new, kind, critic_coef, v_old, clip)
     agree("loss_critic", critic, out["loss_critic"], atol=1e-5)
@@ -135,7 +138,10 @@ def test_losses_property(
     agree("entropy", hand.entropy(logits).mean(), out["entropy"])
     agree("loss_entropy", -entropy_coef * hand.entropy(logits).mean(), out["loss_entropy"], atol=1e-7)
 
-    loss = make_loss(cfg, table_actor(logits), table_critic(v_new))
-    metrics = PPOUpdate(loss, make_optimizer(loss, cfg.lr), None, 1, n, cfg.max_grad_norm)(batch)
+    loss = make_loss(params, table_actor(logits), table_critic(v_new))
+    update = PPOUpdate(
+        loss, make_optimizer(loss, lr=2e-3), None, epochs=1, minibatch_size=n, max_grad_norm=0.5
+    )
+    metrics = update(batch)
     total = -0.5 + critic - entropy_coef * hand.entropy(logits).mean()
     agree("loss_total", total, metrics["loss_total"], atol=1e-5)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ppo_torchrl.config import PPOConfig
+from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.train import main
 from tests.conftest import all_runs
 
@@ -68,6 +68,8 @@ BAD_INPUTS = {
     "unknown config key": (["--config", "unknown.yaml"], "config: unknown key 'learning_rate'"),
     "unreadable config": (["--config", "."], "config: cannot read"),
     "bad value in config": (["--config", "badvalue.yaml"], "gamma: must be in [0.0, 1.0]"),
+    "unknown device": (["--device", "gpu"], "device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "a GPU that is not there": (["--device", "cuda:99"], "device: 'cuda:99' asked for, but torch sees"),
 }
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ppo_torchrl.config import ConfigError, PPOConfig, load_config_file
+from ppo_torchrl.fields import ConfigError, load_config_file
+from ppo_torchrl.run.config import PPOConfig
 
 REQUIRED_FIELDS = [
     "env",
@@ -95,12 +96,16 @@ def test_minibatch_larger_than_batch_is_rejected() -> None:
 def test_config_file_is_read(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("env: Acrobot-v1\nclip-epsilon: 0.1\nhidden_sizes: [32, 32]\n")
-    assert load_config_file(path) == {"env": "Acrobot-v1", "clip_epsilon": 0.1, "hidden_sizes": [32, 32]}
+    assert load_config_file(path, PPOConfig) == {
+        "env": "Acrobot-v1",
+        "clip_epsilon": 0.1,
+        "hidden_sizes": [32, 32],
+    }
 
 
 def test_config_path_that_is_a_folder_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config: cannot read"):
-        load_config_file(tmp_path)
+        load_config_file(tmp_path, PPOConfig)
 
 
 @pytest.mark.parametrize(
@@ -120,4 +125,4 @@ def test_bad_config_files(tmp_path: Path, content: str | bytes | None, expected:
     elif content is not None:
         path.write_text(content)
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[")):
-        load_config_file(path)
+        load_config_file(path, PPOConfig)

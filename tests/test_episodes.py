@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensordict import TensorDict
 
-from ppo_torchrl.episodes import EpisodeReturns
+from ppo_torchrl.run.episodes import EpisodeReturns
 
 
 def by_hand(batches: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> list[float]:

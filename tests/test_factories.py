@@ -12,6 +12,8 @@ from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
 from ppo_torchrl import (
+    GAEParams,
+    LossParams,
     PPOConfig,
     PPOUpdate,
     make_actor_critic,
@@ -20,13 +22,13 @@ from ppo_torchrl import (
     make_loss,
     make_optimizer,
 )
-from ppo_torchrl.config import ConfigError
+from ppo_torchrl.fields import ConfigError
 
 
 @pytest.fixture(scope="module")
 def cartpole() -> tuple[PPOConfig, object]:
     cfg = PPOConfig(num_envs=4, rollout_steps=16, minibatch_size=32, env_backend="gymnasium")
-    env = make_env(cfg)
+    env = make_env(cfg.env, cfg.num_envs, seed=cfg.seed, backend=cfg.env_backend)
     yield cfg, env
     env.close()
 
@@ -46,26 +48,26 @@ def test_make_env_is_batched_over_num_envs(cartpole) -> None:
 def test_both_cartpole_backends_pass_torchrl_spec_checks(backend: str) -> None:
     from torchrl.envs.utils import check_env_specs
 
-    env = make_env(PPOConfig(num_envs=3, env_backend=backend, minibatch_size=64))
+    env = make_env("CartPole-v1", 3, backend=backend)
     check_env_specs(env)
     assert env.batch_size == torch.Size([3])
     env.close()
 
 
 def test_auto_backend_is_torch_for_cartpole_only() -> None:
-    from ppo_torchrl.cartpole import TorchCartPole
-    from ppo_torchrl.envs import backend_for
+    from ppo_torchrl.envs.cartpole import TorchCartPole
+    from ppo_torchrl.envs.factory import backend_for
 
-    assert isinstance(make_env(PPOConfig(num_envs=2, minibatch_size=64)), TorchCartPole)
-    assert backend_for(PPOConfig(env="Acrobot-v1")) == "gymnasium"
+    assert isinstance(make_env("CartPole-v1", 2), TorchCartPole)
+    assert backend_for("Acrobot-v1") == "gymnasium"
     with pytest.raises(ConfigError, match="env_backend: 'torch' exists only for CartPole-v1"):
-        backend_for(PPOConfig(env="Acrobot-v1", env_backend="torch"))
+        backend_for("Acrobot-v1", "torch")
 
 
 def test_torch_cartpole_truncation_keeps_final_observation_then_resets() -> None:
-    from ppo_torchrl.cartpole import MAX_EPISODE_STEPS, cartpole_dynamics
+    from ppo_torchrl.envs.cartpole import MAX_EPISODE_STEPS, cartpole_dynamics
 
-    env = make_env(PPOConfig(num_envs=2, minibatch_size=64))
+    env = make_env("CartPole-v1", 2)
     td = env.reset()
     env.elapsed[:] = MAX_EPISODE_STEPS - 1  # one step before CartPole-v1's time limit
     state_before = env.state.clone()
@@ -82,12 +84,12 @@ def test_torch_cartpole_truncation_keeps_final_observation_then_resets() -> None
 
 def test_make_env_rejects_unknown_ids() -> None:
     with pytest.raises(ConfigError, match="env: unknown gymnasium environment id 'NoSuchEnv-v9'"):
-        make_env(PPOConfig(env="NoSuchEnv-v9"))
+        make_env("NoSuchEnv-v9")
 
 
 def test_truncation_keeps_the_final_observation_in_next() -> None:
     """GAE must bootstrap from the real last state of a time-limited episode."""
-    env = make_env(PPOConfig(env="Pendulum-v1", num_envs=2, minibatch_size=64))  # 200-step limit
+    env = make_env("Pendulum-v1", 2)  # 200-step limit
     rollout = env.rollout(201, break_when_any_done=False)
     t = 199
     assert rollout["next", "truncated"][:, t].all() and not rollout["next", "terminated"].any()
@@ -103,7 +105,7 @@ def test_truncation_keeps_the_final_observation_in_next() -> None:
 
 def test_actor_critic_discrete(cartpole) -> None:
     cfg, env = cartpole
-    actor, critic = make_actor_critic(cfg, env)
+    actor, critic = make_actor_critic(env)
     assert isinstance(actor, ProbabilisticActor) and isinstance(critic, ValueOperator)
     td = actor(env.reset())
     assert td["action"].shape == (cfg.num_envs,) and td["action"].dtype == torch.int64
@@ -115,7 +117,7 @@ def test_actor_critic_discrete(cartpole) -> None:
 
 def test_actor_critic_orthogonal_init(cartpole) -> None:
     cfg, env = cartpole
-    actor, _critic = make_actor_critic(cfg, env)
+    actor, _critic = make_actor_critic(env, hidden_sizes=cfg.hidden_sizes)
     linears = [m for m in actor.modules() if isinstance(m, torch.nn.Linear)]
     hidden, last = linears[0], linears[-1]
     # Orthogonal rows (4 inputs < 64 outputs: W^T W = gain^2 I).
@@ -129,9 +131,8 @@ def test_actor_critic_orthogonal_init(cartpole) -> None:
 
 
 def test_actor_critic_continuous_actions_stay_in_bounds() -> None:
-    cfg = PPOConfig(env="Pendulum-v1", num_envs=3, minibatch_size=64)
-    env = make_env(cfg)
-    actor, _ = make_actor_critic(cfg, env)
+    env = make_env("Pendulum-v1", 3)
+    actor, _ = make_actor_critic(env)
     td = actor(env.reset())
     assert isinstance(actor.get_dist(td), TanhNormal)
     assert td["action"].shape == (3, 1)
@@ -139,18 +140,18 @@ def test_actor_critic_continuous_actions_stay_in_bounds() -> None:
     env.close()
 
 
-def test_make_advantage_is_gae_with_config_values(cartpole) -> None:
-    cfg, env = cartpole
-    _, critic = make_actor_critic(cfg, env)
-    gae = make_advantage(PPOConfig(gamma=0.9, lam=0.7), critic)
+def test_make_advantage_is_gae_with_its_parameters(cartpole) -> None:
+    _, env = cartpole
+    _, critic = make_actor_critic(env)
+    gae = make_advantage(GAEParams(gamma=0.9, lam=0.7), critic)
     assert isinstance(gae, GAE)
     assert float(gae.gamma) == pytest.approx(0.9) and float(gae.lmbda) == pytest.approx(0.7)
 
 
-def test_make_loss_is_clip_ppo_with_config_values(cartpole) -> None:
-    cfg, env = cartpole
-    actor, critic = make_actor_critic(cfg, env)
-    loss = make_loss(PPOConfig(clip_epsilon=0.3, entropy_coef=0.02, critic_coef=0.7), actor, critic)
+def test_make_loss_is_clip_ppo_with_its_parameters(cartpole) -> None:
+    _, env = cartpole
+    actor, critic = make_actor_critic(env)
+    loss = make_loss(LossParams(clip_epsilon=0.3, entropy_coef=0.02, critic_coef=0.7), actor, critic)
     assert isinstance(loss, ClipPPOLoss)
     assert float(loss.clip_epsilon) == pytest.approx(0.3)
     assert float(loss.entropy_coeff) == pytest.approx(0.02)
@@ -165,12 +166,12 @@ def _rollout(cfg: PPOConfig, env, actor) -> TensorDict:
 
 def test_ppo_update_changes_both_networks_and_reports_metrics(cartpole) -> None:
     cfg, env = cartpole
-    actor, critic = make_actor_critic(cfg, env)
-    loss = make_loss(cfg, actor, critic)
+    actor, critic = make_actor_critic(env)
+    loss = make_loss(cfg.loss_params(), actor, critic)
     update = PPOUpdate(
         loss,
         make_optimizer(loss, cfg.lr),
-        make_advantage(cfg, critic),
+        make_advantage(cfg.gae_params(), critic),
         epochs=2,
         minibatch_size=32,
         max_grad_norm=0.5,
@@ -197,8 +198,8 @@ def test_ppo_update_changes_both_networks_and_reports_metrics(cartpole) -> None:
 def test_ppo_update_without_advantage_module_uses_given_advantages(cartpole) -> None:
     """Critic-free use (e.g. GRPO): the caller writes ``advantage``; no GAE runs."""
     cfg, env = cartpole
-    actor, _ = make_actor_critic(cfg, env)
-    loss = make_loss(cfg, actor, None)
+    actor, _ = make_actor_critic(env)
+    loss = make_loss(cfg.loss_params(), actor, None)
     update = PPOUpdate(
         loss, make_optimizer(loss, cfg.lr), None, epochs=1, minibatch_size=64, max_grad_norm=0.0
     )
@@ -211,12 +212,12 @@ def test_ppo_update_without_advantage_module_uses_given_advantages(cartpole) -> 
 
 def test_ppo_update_drops_steps_marked_invalid(cartpole) -> None:
     cfg, env = cartpole
-    actor, critic = make_actor_critic(cfg, env)
-    loss = make_loss(cfg, actor, critic)
+    actor, critic = make_actor_critic(env)
+    loss = make_loss(cfg.loss_params(), actor, critic)
     update = PPOUpdate(
         loss,
         make_optimizer(loss, cfg.lr),
-        make_advantage(cfg, critic),
+        make_advantage(cfg.gae_params(), critic),
         epochs=1,
         minibatch_size=16,
         max_grad_norm=0.5,
@@ -226,3 +227,15 @@ def test_ppo_update_drops_steps_marked_invalid(cartpole) -> None:
     mask[:, :8] = True  # 4 envs x 8 valid steps = 32 steps = 2 minibatches of 16
     batch["collector", "mask"] = mask
     assert update(batch)["gradient_steps"] == 2
+
+
+def test_the_trainer_collects_with_the_very_networks_it_updates() -> None:
+    """The collector must step the trainer's own actor, on its device: a copy (which TorchRL
+    makes when the policy sits elsewhere than ``policy_device``) would never see an update."""
+    from ppo_torchrl import Trainer
+
+    trainer = Trainer(PPOConfig(num_envs=2, rollout_steps=8, minibatch_size=16, track=False, device="cpu"))
+    assert trainer.collector.policy is trainer.actor
+    assert trainer.device == torch.device("cpu") and trainer.env.device == torch.device("cpu")
+    assert {p.device for p in trainer.loss_module.parameters()} == {trainer.device}
+    trainer.collector.shutdown()

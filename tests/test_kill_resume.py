@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from ppo_torchrl.checkpoint import load_checkpoint
+from ppo_torchrl.run.checkpoint import load_checkpoint
 from tests.conftest import all_runs
 
 KILLS = 20
@@ -119,7 +119,7 @@ def test_twenty_kills_then_resume_lose_and_duplicate_nothing(tmp_path: Path) -> 
             expected = {"SIGINT": (130, 0), "SIGTERM": (143, 0), "SIGKILL": (-9, 0)}[name]
             assert code in expected, (kind, name, code, proc.stderr.read()[-2000:])
         state = load_checkpoint(last_checkpoint(tmp_path))  # never torn: the previous one at worst
-        frames_seen.append(state["counters"]["frames"])
+        frames_seen.append(state["progress"]["frames"])
     final = start(tmp_path, uri, last_checkpoint(tmp_path))
     assert final.wait(timeout=600) == 0, final.stderr.read()[-2000:]
 
@@ -136,4 +136,4 @@ def test_twenty_kills_then_resume_lose_and_duplicate_nothing(tmp_path: Path) -> 
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_objective")]
     assert steps == list(range(BATCH, BUDGET + 1, BATCH))
     final_state = load_checkpoint(last_checkpoint(tmp_path).with_name("final.pt"))
-    assert final_state["counters"]["frames"] == BUDGET
+    assert final_state["progress"]["frames"] == BUDGET

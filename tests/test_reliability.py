@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
-from ppo_torchrl.checkpoint import load_checkpoint, save_checkpoint
+from ppo_torchrl.run.checkpoint import load_checkpoint, save_checkpoint
 from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
@@ -58,10 +58,12 @@ def wait_for(path_glob: str, folder: Path, timeout: float = 120) -> Path:
 
 # --- atomic writes and unusable checkpoints -------------------------------------------------
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path: Path, monkeypatch) -> None:
-    path = save_checkpoint(
-        tmp_path / "last.pt",
-        {"config": {}, "actor": {}, "critic": {}, "optimizer": {}, "counters": {"frames": 1}},
-    )
+    from ppo_torchrl import PPOConfig, Trainer
+
+    trainer = Trainer(PPOConfig(num_envs=2, rollout_steps=8, minibatch_size=16, track=False))
+    trainer.progress.frames = 1
+    path = save_checkpoint(tmp_path / "last.pt", trainer.state_dict())
+    trainer.progress.frames = 2
 
     def torn_save(obj, handle) -> None:
         handle.write(b"PK\x03\x04 half a zip file")
@@ -69,8 +71,8 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path: Path, mo
 
     monkeypatch.setattr(torch, "save", torn_save)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, {"counters": {"frames": 2}})
-    assert load_checkpoint(path)["counters"]["frames"] == 1
+        save_checkpoint(path, trainer.state_dict())
+    assert load_checkpoint(path)["progress"]["frames"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
 
 
@@ -140,7 +142,7 @@ def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(
     [run] = all_runs(uri)
     assert run.info.status == "KILLED"
     last = wait_for("checkpoints/*/last.pt", tmp_path)
-    assert load_checkpoint(last)["counters"]["frames"] < 12288
+    assert load_checkpoint(last)["progress"]["frames"] < 12288
     resumed = cli(["--resume", str(last), "--summary-json", "s.json"], tmp_path, uri)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     [run] = all_runs(uri)  # the same MLflow run, continued
@@ -159,7 +161,7 @@ def test_a_second_signal_exits_at_once_and_keeps_the_last_checkpoint(tmp_path: P
     [run] = all_runs(uri)
     assert run.info.status == "KILLED"
     state = load_checkpoint(wait_for("checkpoints/*/last.pt", tmp_path))
-    assert state["counters"]["frames"] >= 2048
+    assert state["progress"]["frames"] >= 2048
 
 
 # --- non-finite guard -------------------------------------------------------------------------
@@ -201,7 +203,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
     [run] = all_runs(store)
     assert run.info.status == "FAILED"
     state = load_checkpoint(next(Path("checkpoints").glob("*/last.pt")))
-    assert state["counters"]["frames"] == 1536
+    assert state["progress"]["frames"] == 1536
     assert all(torch.isfinite(v).all() for v in state["actor"].values() if torch.is_tensor(v))
 
 

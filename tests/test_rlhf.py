@@ -23,16 +23,16 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from ppo_torchrl.core.update import PPOUpdate
 from ppo_torchrl.rlhf.__main__ import main as rlhf_main
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.lm import load_models, reward_model_from, tiny_tokenizer
+from ppo_torchrl.rlhf.lm import load_models, reward_model_from, sequence_scores, tiny_tokenizer
 from ppo_torchrl.rlhf.pipeline import run_pipeline
 from ppo_torchrl.rlhf.ppo import RefKLPenalty, RLStage
 from ppo_torchrl.rlhf.reward import bradley_terry_loss, encode_pairs, pair_accuracy, train_reward_model
-from ppo_torchrl.rlhf.sft import IGNORE, sft_batches, train_sft
+from ppo_torchrl.rlhf.sft import IGNORE, sft_batches, sft_loss, train_sft
 from ppo_torchrl.rlhf.task import make_examples, preference_pairs
 from ppo_torchrl.rlhf.text import prompt_ids
-from ppo_torchrl.update import PPOUpdate
 from tests.conftest import all_runs
 
 # Three-digit prompts: a completion is at most 3 digits + EOS.
@@ -168,15 +168,14 @@ def test_mlflow_holds_a_parent_run_and_one_finished_nested_run_per_stage(ppo_run
 def test_sft_lowers_the_loss_on_its_demonstrations() -> None:
     tokenizer, lm = load_models(None, 1, 32, 2, seed=0)
     examples = make_examples(200, random.Random(1), 3, 3)
-    inputs, labels = sft_batches(tokenizer, examples, 0.5, random.Random(0))  # = train_sft's data
+    inputs, lengths, labels = sft_batches(tokenizer, examples, 0.5, random.Random(0))  # = train_sft's data
     prompt = len(prompt_ids(tokenizer, examples[0]))
     assert (labels[:, :prompt] == IGNORE).all() and (labels[:, prompt] != IGNORE).all()
 
     def loss() -> float:
         lm.eval()
         with torch.no_grad():
-            mask = (inputs != tokenizer.pad_token_id).long()
-            return float(lm(input_ids=inputs, attention_mask=mask, labels=labels).loss)
+            return float(sft_loss(lm, inputs, lengths, labels))
 
     before = loss()
     logged: list[tuple[int, dict[str, float]]] = []
@@ -207,13 +206,12 @@ def test_reward_model_starts_from_the_lm_trains_and_scores_pairs() -> None:
 
     rng = random.Random(2)
     pairs = preference_pairs(make_examples(300, rng, 3, 3), rng, label_noise=0.0)
-    chosen, rejected = encode_pairs(tokenizer, pairs)
+    (chosen, chosen_len), (rejected, rejected_len) = encode_pairs(tokenizer, pairs)
 
     def loss() -> float:
         with torch.no_grad():
             both = torch.cat([chosen, rejected])
-            mask = (both != tokenizer.pad_token_id).long()
-            scores = reward_model(input_ids=both, attention_mask=mask).logits.squeeze(-1)
+            scores = sequence_scores(reward_model, both, torch.cat([chosen_len, rejected_len]))
         return float(bradley_terry_loss(scores[: len(pairs)], scores[len(pairs) :]))
 
     reward_model.eval()
@@ -396,6 +394,8 @@ BAD_INPUTS = {
         ["--prompts-per-update", "4", "--minibatch-size", "1000"],
         "minibatch_size",
     ),
+    "unknown device": (["--device", "tpu"], "device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "a GPU that is not there": (["--device", "cuda:99"], "device: 'cuda:99' asked for, but torch sees"),
 }
 
 

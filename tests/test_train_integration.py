@@ -125,8 +125,8 @@ def test_checkpoint_evaluates_to_the_same_greedy_return(
 ) -> None:
     ckpt = tracked_run["folder"] / "checkpoints" / tracked_run["summary"]["run_id"] / "final.pt"
     state = torch.load(ckpt, weights_only=True)
-    assert {"actor", "critic", "optimizer", "config", "counters"} <= state.keys()
-    assert state["counters"]["frames"] == tracked_run["summary"]["frames"]
+    assert {"actor", "critic", "optimizer", "config", "progress"} <= state.keys()
+    assert state["progress"]["frames"] == tracked_run["summary"]["frames"]
     assert evaluate_main([str(ckpt), "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert f"greedy return {tracked_run['summary']['final_eval_mean']:.1f}" in out
@@ -176,7 +176,7 @@ def test_continuous_env_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def test_failed_training_ends_the_run_failed(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ppo_torchrl import update
+    import ppo_torchrl.core.update as update
 
     def broken(self, batch):
         raise RuntimeError("simulated failure inside the update")
@@ -188,7 +188,7 @@ def test_failed_training_ends_the_run_failed(store: str, monkeypatch: pytest.Mon
 
 
 def test_interrupted_training_ends_the_run_killed(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ppo_torchrl import update
+    import ppo_torchrl.core.update as update
 
     def interrupted(self, batch):
         raise KeyboardInterrupt

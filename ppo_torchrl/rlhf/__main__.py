@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, config_from_args
-from ppo_torchrl.config import ConfigError
+from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.tracking import TrackingError
+from ppo_torchrl.run.tracking import TrackingError
 
 
 def main(argv: list[str] | None = None) -> int:

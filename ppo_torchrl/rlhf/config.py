@@ -1,11 +1,18 @@
-"""RLHFConfig: every knob of the three-stage pipeline, named once, with default and doc."""
+"""RLHFConfig: every knob of the three-stage pipeline, named once, with default and doc.
+
+It produces the PPO core's parameter objects for the RL stage (`gae_params`, `loss_params`,
+`update_params`) directly: token-level RL has no env id, no frame budget, no CartPole
+config behind it. The fields those objects share take the core's bounds (``field_like``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ppo_torchrl.config import Config, ConfigError
-from ppo_torchrl.config import config_field as _field
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
+from ppo_torchrl.fields import Config, ConfigError, field_like
+from ppo_torchrl.fields import config_field as _field
+from ppo_torchrl.run.device import check_device_name
 
 # The RL-stage fields whose default depends on --algo (None in a config = this default).
 # GRPO's advantage comes from one group of samples per prompt instead of a learned critic:
@@ -30,6 +37,10 @@ class RLHFConfig(Config):
         choices=("ppo", "grpo"),
     )
     seed: int = _field(0, "random seed of data, models and sampling", min=0)
+    device: str = _field(
+        "auto",
+        "where the models train and sample: 'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:N'",
+    )
     model_path: str | None = _field(None, "local Hugging Face causal-LM folder (and tokenizer) to start from")
     track: bool = _field(True, "log to MLflow: a parent run with one nested run per stage")
     experiment: str = _field("ppo_torchrl_rlhf", "MLflow experiment name")
@@ -74,16 +85,21 @@ class RLHFConfig(Config):
     kl_estimator: str = _field(
         "k1", "PPO's per-token KL estimate: 'k1', 'k2' or 'k3'", choices=("k1", "k2", "k3")
     )
-    gamma: float = _field(
-        1.0, "discount over tokens (1: a completion is short, its score counts in full)", min=0.0, max=1.0
+    gamma: float = field_like(
+        GAEParams,
+        "gamma",
+        1.0,
+        help="discount over tokens (1: a completion is short, its score counts in full)",
     )
-    lam: float = _field(0.95, "GAE lambda over tokens", min=0.0, max=1.0)
-    clip_epsilon: float = _field(0.2, "PPO clip range", gt=0.0, lt=1.0)
-    entropy_coef: float = _field(0.0, "entropy bonus", min=0.0)
-    critic_coef: float = _field(0.5, "value-loss weight (PPO)", min=0.0)
+    lam: float = field_like(GAEParams, "lam", 0.95, help="GAE lambda over tokens")
+    clip_epsilon: float = field_like(LossParams, "clip_epsilon", 0.2)
+    entropy_coef: float = field_like(LossParams, "entropy_coef", 0.0)
+    critic_coef: float = field_like(LossParams, "critic_coef", 0.5, help="value-loss weight (PPO)")
     epochs: int | None = _field(None, "passes over each rollout", shown_default=_per_algo("epochs"), min=1)
-    minibatch_size: int = _field(256, "token steps per gradient step", min=1)
-    max_grad_norm: float = _field(1.0, "gradient-norm clip", min=0.0)
+    minibatch_size: int = field_like(
+        UpdateParams, "minibatch_size", 256, help="token steps per gradient step"
+    )
+    max_grad_norm: float = field_like(UpdateParams, "max_grad_norm", 1.0)
     rl_lr: float | None = _field(
         None, "Adam learning rate of policy (and critic)", shown_default=_per_algo("rl_lr"), gt=0.0
     )
@@ -94,6 +110,7 @@ class RLHFConfig(Config):
                 if getattr(self, name) is None:
                     setattr(self, name, default)
         super().__post_init__()
+        check_device_name(self.device)
         if self.min_digits > self.max_digits:
             raise ConfigError(
                 f"min_digits: must be at most max_digits = {self.max_digits} (got {self.min_digits})"
@@ -115,3 +132,24 @@ class RLHFConfig(Config):
                 f"max_new_tokens: must leave room for {self.max_digits} digits and EOS "
                 f"(at least {self.max_digits + 1}, got {self.max_new_tokens})"
             )
+
+    # --- what the RL stage gives the PPO core ---------------------------------------------------
+    def gae_params(self) -> GAEParams:
+        return GAEParams(gamma=self.gamma, lam=self.lam)
+
+    def loss_params(self) -> LossParams:
+        """GRPO's advantages are already normalised per group: the loss must not do it again."""
+        return LossParams(
+            clip_epsilon=self.clip_epsilon,
+            entropy_coef=self.entropy_coef,
+            critic_coef=self.critic_coef,
+            normalize_advantage=self.algo == "ppo",
+        )
+
+    def update_params(self) -> UpdateParams:
+        return UpdateParams(
+            epochs=self.epochs,
+            minibatch_size=self.minibatch_size,
+            max_grad_norm=self.max_grad_norm,
+            lr=self.rl_lr,
+        )

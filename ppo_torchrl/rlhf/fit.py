@@ -25,13 +25,14 @@ def fit(
 ) -> tuple[float, int]:
     """Train ``model`` on ``loss_of(row indices)``; returns (last loss, steps taken)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     model.train()
     step, loss = 0, torch.tensor(float("nan"))
     for _epoch in range(epochs):
-        order = torch.randperm(n_rows, generator=generator)
+        order = torch.randperm(n_rows, generator=generator)  # on the CPU: the same on any device
         for idx in order.split(batch_size):
-            loss = loss_of(idx)
+            loss = loss_of(idx.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)

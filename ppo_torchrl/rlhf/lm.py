@@ -6,6 +6,12 @@ the logits and values read at ``position - 1`` see only the state, never the fut
 of one sequence share a single model pass (``seq_id`` de-duplicates), so scoring a batch of
 steps costs one forward per sequence, not per step.
 
+Attention masks come from how long each row really is — its length, or the furthest
+position a step reads — never from ``token != pad_id``: many tokenizers have no pad token
+and reuse EOS as pad, and a mask built from the pad id would hide every EOS, the stop the
+task rewards. For the same reason the reward model's score is read at each sequence's
+last real token here, not by Hugging Face's pooling (which looks for the pad id too).
+
 Models come from a tiny random-init GPT-2 config (with a word-level tokenizer over the
 task's few dozen tokens) or from any local Hugging Face checkpoint (``--model-path``).
 """
@@ -87,57 +93,76 @@ def reward_model_from(lm: nn.Module, tokenizer, seed: int) -> nn.Module:
     return model
 
 
-def _distinct_sequences(sequence: torch.Tensor, seq_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distinct sequences among a flat batch of steps, and each step's row in them."""
+def attention_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """[N, width] mask of the first ``lengths[i]`` tokens of each right-padded row."""
+    return (torch.arange(width, device=lengths.device) < lengths[:, None]).long()
+
+
+def _distinct_sequences(
+    sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct sequences among a flat batch of steps, each step's row in them, and how
+    far into each row any of its steps reads (its furthest ``position``)."""
     ids, inverse = torch.unique(seq_id, return_inverse=True)
-    first = torch.full((len(ids),), len(seq_id), dtype=torch.long)
-    first = first.scatter_reduce(0, inverse, torch.arange(len(seq_id)), reduce="amin")
-    return sequence[first], inverse
+    steps = torch.arange(len(seq_id), device=seq_id.device)
+    first = torch.full((len(ids),), len(seq_id), dtype=torch.long, device=seq_id.device)
+    first = first.scatter_reduce(0, inverse, steps, reduce="amin")
+    reach = torch.zeros(len(ids), dtype=torch.long, device=seq_id.device)
+    reach = reach.scatter_reduce(0, inverse, position, reduce="amax")
+    return sequence[first], inverse, reach
 
 
 class _PerStep(nn.Module):
     """Runs ``per_sequence`` once per distinct sequence of a batch of steps (any batch shape)
-    and reads its output at ``position - 1``: what the model says after ``sequence[:position]``."""
-
-    pad_id: int
+    and reads its output at ``position - 1``: what the model says after ``sequence[:position]``.
+    Each row attends to the tokens its steps read (a causal model's output at ``p - 1``
+    depends on no later token)."""
 
     def per_sequence(self, rows: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor) -> torch.Tensor:
-        rows, inverse = _distinct_sequences(sequence.reshape(-1, sequence.shape[-1]), seq_id.reshape(-1))
-        out = self.per_sequence(rows, (rows != self.pad_id).long())
-        return out[inverse, position.reshape(-1) - 1].reshape(*position.shape, -1)
+        flat_position = position.reshape(-1)
+        rows, inverse, reach = _distinct_sequences(
+            sequence.reshape(-1, sequence.shape[-1]), flat_position, seq_id.reshape(-1)
+        )
+        out = self.per_sequence(rows, attention_mask(reach, rows.shape[-1]))
+        return out[inverse, flat_position - 1].reshape(*position.shape, -1)
 
 
 class NextTokenLogits(_PerStep):
     """logits of the next token after ``sequence[:position]``, for a batch of steps."""
 
-    def __init__(self, lm: nn.Module, pad_id: int) -> None:
+    def __init__(self, lm: nn.Module) -> None:
         super().__init__()
-        self.lm, self.pad_id = lm, pad_id
+        self.lm = lm
 
     def per_sequence(self, rows: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.lm(input_ids=rows, attention_mask=attention_mask).logits
 
 
+def _token_scores(classifier: nn.Module, rows: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """A sequence classifier's scalar head read at every token: [N, L, 1]."""
+    hidden = classifier.base_model(input_ids=rows, attention_mask=attention_mask)[0]
+    return classifier.score(hidden)
+
+
 class TokenValues(_PerStep):
     """V(sequence[:position]) from a sequence classifier's body and scalar head, per token."""
 
-    def __init__(self, classifier: nn.Module, pad_id: int) -> None:
+    def __init__(self, classifier: nn.Module) -> None:
         super().__init__()
         if not hasattr(classifier, "score"):
             raise ValueError(f"{type(classifier).__name__} has no 'score' head to read values from")
-        self.body, self.head, self.pad_id = classifier.base_model, classifier.score, pad_id
+        self.classifier = classifier
 
     def per_sequence(self, rows: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.body(input_ids=rows, attention_mask=attention_mask)[0]
-        return self.head(hidden)  # [N, L, 1]
+        return _token_scores(self.classifier, rows, attention_mask)
 
 
-def token_policy(lm: nn.Module, pad_id: int) -> ProbabilisticActor:
+def token_policy(lm: nn.Module) -> ProbabilisticActor:
     """The LM as a TorchRL policy over next tokens: writes ``action`` and ``action_log_prob``."""
-    module = TensorDictModule(NextTokenLogits(lm, pad_id), in_keys=STEP_KEYS, out_keys=["logits"])
+    module = TensorDictModule(NextTokenLogits(lm), in_keys=STEP_KEYS, out_keys=["logits"])
     return ProbabilisticActor(
         module,
         in_keys=["logits"],
@@ -147,15 +172,16 @@ def token_policy(lm: nn.Module, pad_id: int) -> ProbabilisticActor:
     )
 
 
-def token_critic(classifier: nn.Module, pad_id: int) -> TensorDictModule:
+def token_critic(classifier: nn.Module) -> TensorDictModule:
     """A per-token value function (PPO's critic), e.g. initialised from the reward model."""
-    return TensorDictModule(TokenValues(classifier, pad_id), in_keys=STEP_KEYS, out_keys=["state_value"])
+    return TensorDictModule(TokenValues(classifier), in_keys=STEP_KEYS, out_keys=["state_value"])
 
 
-@torch.no_grad()
-def sequence_scores(classifier: nn.Module, sequences: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """The reward model's score of each whole (right-padded) sequence: its last real token."""
-    return classifier(input_ids=sequences, attention_mask=(sequences != pad_id).long()).logits.squeeze(-1)
+def sequence_scores(classifier: nn.Module, sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The reward model's score of each right-padded sequence, read at its last real token
+    (``lengths - 1``): the EOS where a completion stopped, whatever the pad id is."""
+    scores = _token_scores(classifier, sequences, attention_mask(lengths, sequences.shape[-1]))
+    return scores[torch.arange(len(sequences), device=sequences.device), lengths - 1, 0]
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

@@ -20,14 +20,15 @@ from typing import Any
 
 from torch import nn
 
-from ppo_torchrl.config import ConfigError
+from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.rlhf.config import RLHFConfig
 from ppo_torchrl.rlhf.lm import load_models, reward_model_from
 from ppo_torchrl.rlhf.ppo import RLStage
 from ppo_torchrl.rlhf.reward import pair_accuracy, train_reward_model
 from ppo_torchrl.rlhf.sft import train_sft
 from ppo_torchrl.rlhf.task import Example, best_constant_score, make_examples, preference_pairs
-from ppo_torchrl.tracking import MlflowTracker, NullTracker, Tracker
+from ppo_torchrl.run.device import resolve_device
+from ppo_torchrl.run.tracking import MlflowTracker, NullTracker, Tracker
 
 Training = Callable[[int], list[Example]]  # n -> n fresh training prompts, none held out
 Log = Callable[[dict[str, float], int], None]
@@ -121,7 +122,7 @@ def run_reward_model(
     """Stage 2: a reward model initialised from the SFT model, trained on noisy preference
     pairs; its pair accuracy is measured on held-out prompts against the rule itself."""
     pairs = preference_pairs(training(cfg.rm_pairs), rng, cfg.rm_label_noise)
-    reward_model = reward_model_from(policy, tokenizer, cfg.seed)
+    reward_model = reward_model_from(policy, tokenizer, cfg.seed).to(next(policy.parameters()).device)
     results = train_reward_model(
         reward_model,
         tokenizer,
@@ -139,6 +140,7 @@ def run_reward_model(
 
 
 def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
+    device = resolve_device(cfg.device)
     rng = random.Random(cfg.seed)
     held_out, training = held_out_split(cfg, rng)
     try:
@@ -146,9 +148,10 @@ def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
     except (OSError, ValueError) as err:  # what transformers raises for a folder it cannot read
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model_path: no causal LM and tokenizer in {cfg.model_path}: {reason}") from None
+    policy.to(device)
     source = cfg.model_path or f"random-init GPT-2 ({cfg.n_layer} layers, {cfg.n_embd} dims)"
     n_params = sum(p.numel() for p in policy.parameters())
-    say(f"models: {source}, {n_params:,} parameters; vocab {len(tokenizer)}")
+    say(f"models: {source}, {n_params:,} parameters; vocab {len(tokenizer)}; device {device}")
     parent = MlflowTracker(cfg, run_name=f"rlhf-{cfg.algo}") if cfg.track else NullTracker()
     out_dir = Path(cfg.output_dir) / (
         parent.run_id or time.strftime(f"{cfg.algo}-seed{cfg.seed}-%Y%m%d-%H%M%S")
@@ -157,6 +160,7 @@ def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "algo": cfg.algo,
         "model": source,
+        "device": str(device),
         "best_constant_score": 100 * best_constant_score(held_out),
     }
     with tracked(parent):

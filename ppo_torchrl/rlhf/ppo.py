@@ -5,7 +5,8 @@ advantages, no critic) — both through the core's `make_advantage`, `make_loss`
 The core sees a [B, T] batch with standard TorchRL keys, exactly like a CartPole batch:
 observation keys (here ``sequence``/``position``/``seq_id`` instead of ``observation``),
 ``action``, ``action_log_prob``, ``("next", "reward" | "done" | "terminated")`` and the
-validity mask. PPO here is a PPOConfig over tokens, gamma = 1 by default.
+validity mask. Its parameter objects come from `RLHFConfig` (gamma = 1 over tokens by
+default); the core never sees a CartPole config.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from ppo_torchrl.config import PPOConfig
-from ppo_torchrl.objectives import make_advantage, make_loss
+from ppo_torchrl.core.advantage import make_advantage
+from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.update import make_update
 from ppo_torchrl.rlhf.config import RLHFConfig
 from ppo_torchrl.rlhf.lm import frozen_copy, sequence_scores, token_critic, token_policy
 from ppo_torchrl.rlhf.rollout import Rollout, group_advantages, kl_estimate, sample_completions, shape_rewards
 from ppo_torchrl.rlhf.task import Example
-from ppo_torchrl.update import make_update
 
 REF_LOG_PROB = "ref_log_prob"
 
@@ -48,55 +49,34 @@ class RefKLPenalty(nn.Module):
         return out
 
 
-def core_config(cfg: RLHFConfig, batch_rows: int) -> PPOConfig:
-    """The core's hyperparameters for token-level RL."""
-    return PPOConfig(
-        gamma=cfg.gamma,
-        lam=cfg.lam,
-        clip_epsilon=cfg.clip_epsilon,
-        entropy_coef=cfg.entropy_coef,
-        critic_coef=cfg.critic_coef,
-        normalize_advantage=cfg.algo == "ppo",
-        epochs=cfg.epochs,
-        minibatch_size=cfg.minibatch_size,
-        max_grad_norm=cfg.max_grad_norm,
-        lr=cfg.rl_lr,
-        num_envs=batch_rows,
-        rollout_steps=cfg.max_new_tokens,
-        seed=cfg.seed,
-        track=False,
-    )
-
-
 class RLStage:
-    """Stage 3: the policy, pi_ref, the reward model and the core's update, for PPO or GRPO."""
+    """Stage 3: the policy, pi_ref, the reward model and the core's update, for PPO or GRPO,
+    on the device of ``policy_lm``."""
 
     def __init__(self, cfg: RLHFConfig, tokenizer, policy_lm: nn.Module, reward_model: nn.Module) -> None:
         self.cfg, self.tokenizer = cfg, tokenizer
         torch.manual_seed(cfg.seed)  # sampling draws from torch's global generator
         policy_lm.eval()  # no dropout: log-probs at sampling time and in the loss agree
-        self.pad_id = tokenizer.pad_token_id
         self.reward_model = frozen_copy(reward_model)
-        self.actor = token_policy(policy_lm, self.pad_id)
-        self.ref_actor = token_policy(frozen_copy(policy_lm), self.pad_id)  # pi_ref = the SFT model
+        self.actor = token_policy(policy_lm)
+        self.ref_actor = token_policy(frozen_copy(policy_lm))  # pi_ref = the SFT model
         critic = None
         if cfg.algo == "ppo":  # critic initialised from the reward model, as in InstructGPT
             # eval(): no dropout, so V(s) is a function of s — GAE and the value loss see
             # the same values; the parameters stay trainable.
             critic_model = copy.deepcopy(reward_model).eval().requires_grad_(True)
-            critic = token_critic(critic_model, self.pad_id)
-        core = core_config(cfg, cfg.prompts_per_update)
-        loss: nn.Module = make_loss(core, self.actor, critic)
+            critic = token_critic(critic_model)
+        loss: nn.Module = make_loss(cfg.loss_params(), self.actor, critic)
         if cfg.algo == "grpo":
             loss = RefKLPenalty(loss, self.actor, cfg.beta)
         advantage = None
         if critic is not None:
-            advantage = make_advantage(core, critic)
+            advantage = make_advantage(cfg.gae_params(), critic)
             # GAE evaluates V(s) and V(s') in one torch.vmap call by default; the token critic
             # de-duplicates sequences (a data-dependent shape vmap cannot batch), so take
             # GAE's documented two-call path instead.
             advantage.deactivate_vmap = True
-        self.update = make_update(core, loss, advantage)
+        self.update = make_update(cfg.update_params(), loss, advantage, seed=cfg.seed)
 
     def rollout(self, examples: list[Example]) -> tuple[Rollout, dict[str, float]]:
         cfg = self.cfg
@@ -104,8 +84,7 @@ class RLStage:
         batch = roll.batch
         with torch.no_grad():
             ref = self.ref_actor.get_dist(batch).log_prob(batch["action"])
-        ends = batch["sequence"][:, 0]
-        scores = sequence_scores(self.reward_model, ends, self.pad_id)
+        scores = sequence_scores(self.reward_model, batch["sequence"][:, 0], roll.sequence_lengths)
         kind = cfg.kl_estimator if cfg.algo == "ppo" else "k3"
         kl = shape_rewards(batch, roll.lengths, scores, ref, cfg.beta if cfg.algo == "ppo" else 0.0, kind)
         if cfg.algo == "grpo":
@@ -157,7 +136,7 @@ class RLStage:
         )
         ref = self.ref_actor.get_dist(roll.batch).log_prob(roll.batch["action"])
         kl = torch.where(roll.batch["collector", "mask"], roll.batch["action_log_prob"] - ref, 0.0).sum(1)
-        scores = sequence_scores(self.reward_model, roll.batch["sequence"][:, 0], self.pad_id)
+        scores = sequence_scores(self.reward_model, roll.batch["sequence"][:, 0], roll.sequence_lengths)
         return {
             "score": float(roll.true_scores().mean()) * 100,
             "reward_model_score": float(scores.mean()),

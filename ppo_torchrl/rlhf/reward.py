@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from ppo_torchrl.rlhf.fit import fit
 from ppo_torchrl.rlhf.lm import sequence_scores
 from ppo_torchrl.rlhf.task import Pair
-from ppo_torchrl.rlhf.text import completion_ids, pad, prompt_ids
+from ppo_torchrl.rlhf.text import completion_ids, lengths, pad, prompt_ids
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -23,25 +23,31 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Te
     return -F.logsigmoid(chosen - rejected).mean()
 
 
-def encode_pairs(tokenizer, pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_pairs(tokenizer, pairs: list[Pair], device: torch.device | None = None):
+    """((chosen ids, lengths), (rejected ids, lengths)), right-padded to one width so that both
+    sides can share a forward pass."""
     chosen, rejected = [], []
     for pair in pairs:
         prompt = prompt_ids(tokenizer, pair.example)
         chosen.append(prompt + completion_ids(tokenizer, *pair.chosen))
         rejected.append(prompt + completion_ids(tokenizer, *pair.rejected))
-    width = max(map(len, chosen + rejected))  # one width, so both can share a forward pass
-    return pad(chosen, tokenizer.pad_token_id, width), pad(rejected, tokenizer.pad_token_id, width)
+    width = max(map(len, chosen + rejected))
+    return tuple(
+        (pad(rows, tokenizer.pad_token_id, width).to(device), lengths(rows).to(device))
+        for rows in (chosen, rejected)
+    )
 
 
 def train_reward_model(
     model: nn.Module, tokenizer, pairs: list[Pair], *, epochs: int, batch_size: int, lr: float, seed: int, log
 ) -> dict[str, float]:
-    chosen, rejected = encode_pairs(tokenizer, pairs)
-    pad_id = tokenizer.pad_token_id
+    (chosen, chosen_len), (rejected, rejected_len) = encode_pairs(
+        tokenizer, pairs, next(model.parameters()).device
+    )
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
         both = torch.cat([chosen[idx], rejected[idx]])  # one forward pass for both sides
-        scores = model(input_ids=both, attention_mask=(both != pad_id).long()).logits.squeeze(-1)
+        scores = sequence_scores(model, both, torch.cat([chosen_len[idx], rejected_len[idx]]))
         return bradley_terry_loss(scores[: len(idx)], scores[len(idx) :])
 
     loss, steps = fit(
@@ -61,8 +67,5 @@ def train_reward_model(
 @torch.no_grad()
 def pair_accuracy(model: nn.Module, tokenizer, pairs: list[Pair]) -> float:
     """Share of pairs where the model scores the rule's preferred completion higher."""
-    chosen, rejected = encode_pairs(tokenizer, pairs)
-    pad_id = tokenizer.pad_token_id
-    return float(
-        (sequence_scores(model, chosen, pad_id) > sequence_scores(model, rejected, pad_id)).float().mean()
-    )
+    chosen, rejected = encode_pairs(tokenizer, pairs, next(model.parameters()).device)
+    return float((sequence_scores(model, *chosen) > sequence_scores(model, *rejected)).float().mean())

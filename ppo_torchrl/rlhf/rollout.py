@@ -49,6 +49,11 @@ class Rollout:
     lengths: torch.Tensor  # [B] generated tokens per completion, EOS included
     completions: list[tuple[tuple[int, ...], bool]]  # (digits written, stopped) per row
 
+    @property
+    def sequence_lengths(self) -> torch.Tensor:
+        """[B] prompt plus completion tokens of each row: where its real tokens end."""
+        return self.batch["position"][:, 0] + self.lengths
+
     def true_scores(self) -> torch.Tensor:
         return torch.tensor([rule_score(e, *c) for e, c in zip(self.examples, self.completions, strict=True)])
 
@@ -66,16 +71,21 @@ class Rollout:
 def sample_completions(
     actor: ProbabilisticActor, tokenizer, examples: list[Example], max_new_tokens: int, greedy: bool = False
 ) -> Rollout:
+    """Sample (or, ``greedy``, decode) up to ``max_new_tokens`` per prompt with ``actor``, on
+    the device of its weights. The pad id only fills unused cells: what is real is tracked by
+    lengths, so a tokenizer whose pad is its EOS works alike."""
     pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+    device = next(actor.parameters()).device
     prompts = [prompt_ids(tokenizer, e) for e in examples]
-    starts = torch.tensor([len(p) for p in prompts])
+    starts = torch.tensor([len(p) for p in prompts], device=device)
     n = len(prompts)
-    sequence = torch.full((n, int(starts.max()) + max_new_tokens), pad_id, dtype=torch.long)
+    cells = torch.full((n, int(starts.max()) + max_new_tokens), pad_id, dtype=torch.long)
     for b, p in enumerate(prompts):
-        sequence[b, : len(p)] = torch.tensor(p)
-    rows = torch.arange(n)
-    alive = torch.ones(n, dtype=torch.bool)
-    lengths = torch.zeros(n, dtype=torch.long)
+        cells[b, : len(p)] = torch.tensor(p)
+    sequence = cells.to(device)
+    rows = torch.arange(n, device=device)
+    alive = torch.ones(n, dtype=torch.bool, device=device)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)
     mode = ExplorationType.DETERMINISTIC if greedy else ExplorationType.RANDOM
     with set_exploration_type(mode):
         for t in range(max_new_tokens):
@@ -91,8 +101,9 @@ def sample_completions(
     # Log-probs of the finished sequences in one pass: exactly what the loss will recompute.
     with set_exploration_type(ExplorationType.RANDOM):
         batch["action_log_prob"] = actor.get_dist(batch).log_prob(batch["action"])
+    on_cpu, first, count = sequence.cpu(), starts.tolist(), lengths.tolist()
     completions = [
-        read_completion(tokenizer, sequence[b, starts[b] : starts[b] + lengths[b]].tolist()) for b in range(n)
+        read_completion(tokenizer, on_cpu[b, first[b] : first[b] + count[b]].tolist()) for b in range(n)
     ]
     return Rollout(examples, batch, lengths, completions)
 
@@ -101,13 +112,13 @@ def token_steps(
     sequence: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor, steps: int
 ) -> TensorDict:
     """The [B, T] step layout of finished sequences (T = ``steps``)."""
-    n = len(sequence)
-    t = torch.arange(steps).expand(n, steps)
+    n, device = len(sequence), sequence.device
+    t = torch.arange(steps, device=device).expand(n, steps)
     position = starts[:, None] + t
     valid = t < lengths[:, None]
     last = t == (lengths[:, None] - 1)
     seq = sequence[:, None, :].expand(n, steps, sequence.shape[-1])
-    seq_id = torch.arange(n)[:, None].expand(n, steps)
+    seq_id = torch.arange(n, device=device)[:, None].expand(n, steps)
     action = sequence.gather(1, position.clamp(max=sequence.shape[-1] - 1))
     ended = (last | ~valid)[..., None]
     return TensorDict(
@@ -121,13 +132,14 @@ def token_steps(
                 "sequence": seq,
                 "position": position + 1,
                 "seq_id": seq_id,
-                "reward": torch.zeros(n, steps, 1),
+                "reward": torch.zeros(n, steps, 1, device=device),
                 "done": ended,
                 "terminated": ended.clone(),
                 "truncated": torch.zeros_like(ended),
             },
         },
         batch_size=[n, steps],
+        device=device,
     )
 
 
@@ -143,7 +155,7 @@ def shape_rewards(
     valid = batch["collector", "mask"]
     kl = torch.where(valid, kl_estimate(batch["action_log_prob"], ref_log_prob, kind), 0.0)
     reward = -beta * kl
-    rows = torch.arange(len(lengths))
+    rows = torch.arange(len(lengths), device=lengths.device)
     reward[rows, lengths - 1] += scores
     batch["next", "reward"] = reward[..., None]
     return kl

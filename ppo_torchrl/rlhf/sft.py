@@ -13,21 +13,30 @@ import torch
 from torch import nn
 
 from ppo_torchrl.rlhf.fit import fit
+from ppo_torchrl.rlhf.lm import attention_mask
 from ppo_torchrl.rlhf.task import Example, demonstration
-from ppo_torchrl.rlhf.text import completion_ids, pad, prompt_ids
+from ppo_torchrl.rlhf.text import completion_ids, lengths, pad, prompt_ids
 
 IGNORE = -100  # Hugging Face's label for "no loss here"
 
 
 def sft_batches(tokenizer, examples: list[Example], wrong_share: float, rng: random.Random):
-    """(input_ids, labels) rows: prompt + demonstrated completion + EOS; labels mask the prompt."""
+    """(input_ids, lengths, labels): prompt + demonstrated completion + EOS, right-padded;
+    the labels ignore the prompt and the padding, and keep the EOS (the model learns to stop)."""
     rows, labels = [], []
     for example in examples:
         prompt = prompt_ids(tokenizer, example)
         answer = completion_ids(tokenizer, demonstration(example, wrong_share, rng), stopped=True)
         rows.append(prompt + answer)
         labels.append([IGNORE] * len(prompt) + answer)
-    return pad(rows, tokenizer.pad_token_id), pad(labels, IGNORE)
+    return pad(rows, tokenizer.pad_token_id), lengths(rows), pad(labels, IGNORE)
+
+
+def sft_loss(
+    lm: nn.Module, inputs: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens; attention from the row lengths."""
+    return lm(input_ids=inputs, attention_mask=attention_mask(lengths, inputs.shape[-1]), labels=labels).loss
 
 
 def train_sft(
@@ -43,12 +52,11 @@ def train_sft(
     log,
 ) -> dict[str, float]:
     rng = random.Random(seed)
-    inputs, labels = sft_batches(tokenizer, examples, wrong_share, rng)
-    pad_id = tokenizer.pad_token_id
+    device = next(lm.parameters()).device
+    inputs, sizes, labels = (t.to(device) for t in sft_batches(tokenizer, examples, wrong_share, rng))
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        x = inputs[idx]
-        return lm(input_ids=x, attention_mask=(x != pad_id).long(), labels=labels[idx]).loss
+        return sft_loss(lm, inputs[idx], sizes[idx], labels[idx])
 
     loss, steps = fit(
         lm,

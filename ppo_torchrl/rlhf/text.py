@@ -22,6 +22,11 @@ def pad(rows: list[list[int]], pad_id: int, width: int | None = None) -> torch.T
     return torch.tensor([r + [pad_id] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
+def lengths(rows: list[list[int]]) -> torch.Tensor:
+    """[N] real lengths of the rows, from which attention masks are built (never from the pad id)."""
+    return torch.tensor([len(r) for r in rows], dtype=torch.long)
+
+
 def read_completion(tokenizer, ids: list[int]) -> tuple[tuple[int, ...], bool]:
     """(digits written, stopped?) of generated ids: everything up to the first EOS."""
     stopped = tokenizer.eos_token_id in ids

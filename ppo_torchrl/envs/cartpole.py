@@ -1,19 +1,23 @@
 """CartPole-v1 as a batched, torch-native TorchRL env: gymnasium's physics, no Python loop.
 
 gymnasium steps each sub-env in Python (about 10 µs a step) and TorchRL converts its numpy
-arrays every step; this env advances all ``num_envs`` carts in a few tensor ops. It follows
-gymnasium's ``CartPoleEnv.step`` line for line — Euler integration in float64, the same
-constants, thresholds and reward (1.0 on every step, the terminating one included) — and
-its 500-step ``TimeLimit`` (``truncated``). ``specs/test_cartpole_matches_gymnasium.py``
-checks it against gymnasium step for step. It is used for training only: evaluation
-always runs on gymnasium's own env.
+arrays every step; this env advances all ``num_envs`` carts in a few tensor ops, on any
+torch device. It follows gymnasium's ``CartPoleEnv.step`` line for line — Euler
+integration in float64, the same constants, thresholds and reward (1.0 on every step, the
+terminating one included) — and its 500-step ``TimeLimit`` (``truncated``). It is used for
+training only: evaluation always runs on gymnasium's own env.
+
+Equal to gymnasium up to the last bit of cos/sin: torch's float64 cos and sin (CPU or
+CUDA) differ from the C library's that gymnasium calls by one unit in the last place on
+about 0.15% of inputs, so one step from the same state agrees to ~1e-16, not bit for bit,
+and since CartPole is unstable such a bit can grow over a long episode.
+``specs/test_cartpole_matches_gymnasium.py`` states and checks that tolerance.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
@@ -42,10 +46,7 @@ def cartpole_dynamics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.
     """
     _, x_dot, theta, theta_dot = state.unbind(-1)
     force = (action * 2 - 1).to(state.dtype) * FORCE_MAG  # +10 for action 1, -10 for 0
-    # numpy's cos/sin, as gymnasium calls them: torch's vectorized ones differ in the last
-    # bit for a few inputs, and CartPole's unstable dynamics grow such a bit over an episode.
-    angle = theta.numpy()
-    costheta, sintheta = torch.from_numpy(np.cos(angle)), torch.from_numpy(np.sin(angle))
+    costheta, sintheta = torch.cos(theta), torch.sin(theta)
     temp = (force + POLEMASS_LENGTH * theta_dot.square() * sintheta) / TOTAL_MASS
     thetaacc = (GRAVITY * sintheta - costheta * temp) / (
         LENGTH * (4.0 / 3.0 - MASSPOLE * costheta.square() / TOTAL_MASS)
@@ -59,36 +60,48 @@ def cartpole_dynamics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.
 
 
 class TorchCartPole(EnvBase):
-    """``num_envs`` CartPole-v1 copies stepping together; keys as GymWrapper writes them."""
+    """``num_envs`` CartPole-v1 copies stepping together on ``device``; keys as GymWrapper
+    writes them. Start states are drawn on the CPU, so a seed gives the same episodes on
+    every device and a snapshot restores on any device."""
 
-    def __init__(self, num_envs: int, seed: int | None = None) -> None:
-        super().__init__(batch_size=torch.Size([num_envs]))
-        n = (num_envs,)
+    def __init__(
+        self, num_envs: int, seed: int | None = None, device: torch.device | str | None = None
+    ) -> None:
+        super().__init__(batch_size=torch.Size([num_envs]), device=torch.device(device or "cpu"))
+        n, dev = (num_envs,), self.device
         high = torch.tensor(
             [
                 X_THRESHOLD * 2,
                 torch.finfo(torch.float32).max,
                 THETA_THRESHOLD * 2,
                 torch.finfo(torch.float32).max,
-            ]
+            ],
+            device=dev,
         )
         self.observation_spec = Composite(
             observation=Bounded(
-                low=-high.expand(*n, 4), high=high.expand(*n, 4), shape=(*n, 4), dtype=torch.float32
+                low=-high.expand(*n, 4),
+                high=high.expand(*n, 4),
+                shape=(*n, 4),
+                dtype=torch.float32,
+                device=dev,
             ),
             shape=n,
+            device=dev,
         )
-        self.action_spec = Categorical(2, shape=n, dtype=torch.int64)
-        self.reward_spec = Unbounded(shape=(*n, 1), dtype=torch.float32)
+        self.action_spec = Categorical(2, shape=n, dtype=torch.int64, device=dev)
+        self.reward_spec = Unbounded(shape=(*n, 1), dtype=torch.float32, device=dev)
+        flag = {"n": 2, "shape": (*n, 1), "dtype": torch.bool, "device": dev}
         self.full_done_spec = Composite(
-            done=Categorical(2, shape=(*n, 1), dtype=torch.bool),
-            terminated=Categorical(2, shape=(*n, 1), dtype=torch.bool),
-            truncated=Categorical(2, shape=(*n, 1), dtype=torch.bool),
+            done=Categorical(**flag),
+            terminated=Categorical(**flag),
+            truncated=Categorical(**flag),
             shape=n,
+            device=dev,
         )
-        self.state = torch.zeros(*n, 4, dtype=torch.float64)
-        self.elapsed = torch.zeros(n, dtype=torch.int64)
-        self.rng = torch.Generator()
+        self.state = torch.zeros(*n, 4, dtype=torch.float64, device=dev)
+        self.elapsed = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.rng = torch.Generator()  # CPU: see the class docstring
         self._set_seed(seed)
         self._restore: dict[str, torch.Tensor] | None = None
 
@@ -109,9 +122,12 @@ class TorchCartPole(EnvBase):
 
     def set_state(self, state: torch.Tensor) -> TensorDictBase:
         """Put every cart in ``state`` [num_envs, 4] (float64) with a fresh time limit."""
-        self.state = state.to(torch.float64).clone()
+        self.state = state.to(self.device, torch.float64).clone()
         self.elapsed.zero_()
-        return self._observe(torch.zeros(self.batch_size, dtype=torch.bool))
+        return self._observe(self._no_done())
+
+    def _no_done(self) -> torch.Tensor:
+        return torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
 
     def _observe(self, done: torch.Tensor) -> TensorDictBase:
         done = done.unsqueeze(-1)
@@ -123,24 +139,26 @@ class TorchCartPole(EnvBase):
                 "truncated": done.clone(),
             },
             batch_size=self.batch_size,
+            device=self.device,
         )
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: object) -> TensorDictBase:
         reset = None if tensordict is None else tensordict.get("_reset", None)
         if reset is None and self._restore is not None:
             snapshot, self._restore = self._restore, None
-            self.state, self.elapsed = snapshot["state"].clone(), snapshot["elapsed"].clone()
-            self.rng.set_state(snapshot["rng"])
-            return self._observe(torch.zeros(self.batch_size, dtype=torch.bool))
+            self.state = snapshot["state"].to(self.device, torch.float64).clone()
+            self.elapsed = snapshot["elapsed"].to(self.device, torch.int64).clone()
+            self.rng.set_state(snapshot["rng"].cpu())
+            return self._observe(self._no_done())
         if reset is None:
-            mask = torch.ones(self.batch_size, dtype=torch.bool)
+            mask = torch.ones(self.batch_size, dtype=torch.bool, device=self.device)
         else:
-            mask = reset.reshape(self.batch_size)
+            mask = reset.reshape(self.batch_size).to(self.device)
         fresh = torch.rand(*self.batch_size, 4, generator=self.rng, dtype=torch.float64)
-        fresh = fresh * (2 * RESET_BOUND) - RESET_BOUND
+        fresh = (fresh * (2 * RESET_BOUND) - RESET_BOUND).to(self.device, non_blocking=True)
         self.state = torch.where(mask.unsqueeze(-1), fresh, self.state)
         self.elapsed = torch.where(mask, 0, self.elapsed)
-        return self._observe(torch.zeros(self.batch_size, dtype=torch.bool))
+        return self._observe(self._no_done())
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         self.state, terminated = cartpole_dynamics(self.state, tensordict["action"])
@@ -149,10 +167,11 @@ class TorchCartPole(EnvBase):
         return TensorDict(
             {
                 "observation": self.state.to(torch.float32),
-                "reward": torch.ones(*self.batch_size, 1),
+                "reward": torch.ones(*self.batch_size, 1, device=self.device),
                 "done": (terminated | truncated).unsqueeze(-1),
                 "terminated": terminated.unsqueeze(-1),
                 "truncated": truncated.unsqueeze(-1),
             },
             batch_size=self.batch_size,
+            device=self.device,
         )

@@ -21,16 +21,17 @@ class EpisodeReturns:
         reward = batch["next", "reward"].reshape(*batch.batch_size, -1).sum(-1).double()
         done = batch["next", "done"].reshape(batch.batch_size)
         n, t = done.shape
+        device = done.device
         if self.carry is None:
-            self.carry = torch.zeros(n, dtype=torch.float64)
+            self.carry = torch.zeros(n, dtype=torch.float64, device=device)
         # running[i, k]: env i's return from the start of its episode (carry included) to k,
         # as long as no episode ended before k; subtracting the value at the last earlier
         # end gives the return within the episode that step k belongs to.
         running = self.carry[:, None] + reward.cumsum(1)
-        steps = torch.arange(t).expand(n, t)
+        steps = torch.arange(t, device=device).expand(n, t)
         last_end = torch.where(done, steps, -1).cummax(1).values  # last end at or before k
-        before = torch.cat([torch.full((n, 1), -1), last_end[:, :-1]], 1)  # strictly before k
-        padded = torch.cat([torch.zeros(n, 1, dtype=running.dtype), running], 1)
+        before = torch.cat([torch.full((n, 1), -1, device=device), last_end[:, :-1]], 1)  # strictly before k
+        padded = torch.cat([torch.zeros(n, 1, dtype=running.dtype, device=device), running], 1)
         within = running - padded.gather(1, before + 1)
         self.carry = running[:, -1] - padded.gather(1, last_end[:, -1:] + 1).squeeze(1)
         return within.T[done.T].tolist()  # time-major: in the order the episodes ended

@@ -1,15 +1,18 @@
-"""PPOConfig: every hyperparameter of a run, named once, with its default and its meaning.
+"""Validated parameter dataclasses: the base that every config and parameter object uses.
 
-The dataclass is the single source of truth: the CLI builds one flag per field from it,
-YAML config files may set any field, and MLflow logs all of it as the run's params.
-A config validates itself on construction, so a bad value fails before any work starts.
+A field declared with ``config_field`` carries its help text and its bounds; the dataclass
+converts and checks every field on construction, so a bad value fails before any work
+starts, with one line naming the field. The CLI builds one flag per field from the same
+metadata, and YAML files may set any field. This module imports nothing from the package:
+the PPO core's parameter objects, the trainer's ``PPOConfig`` and the RLHF config all
+stand on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +21,27 @@ class ConfigError(ValueError):
     """A user-facing configuration problem; its message is one line naming the field."""
 
 
-def _field(default: Any, help: str, **constraints: Any) -> Any:
+def config_field(default: Any, help: str, **constraints: Any) -> Any:
+    """A dataclass field with its help text and bounds (min, max, gt, lt, choices)."""
     return field(default=default, metadata={"help": help, **constraints})
 
 
-config_field = _field  # for other config dataclasses built on `Config`
+def field_like(owner: type, name: str, default: Any, help: str | None = None) -> Any:
+    """A field with the help text and bounds of ``owner``'s field ``name`` but its own
+    default: a config that produces a core parameter object names each rule once."""
+    meta = dict(next(f for f in dataclasses.fields(owner) if f.name == name).metadata)
+    if help is not None:
+        meta["help"] = help
+    return field(default=default, metadata=meta)
 
 
 class Config:
-    """Base of the project's config dataclasses: fields declared with ``config_field`` carry
-    their help text and bounds, and are converted and checked on construction."""
+    """Base of the project's parameter dataclasses (frozen or not): fields declared with
+    ``config_field`` are converted and checked on construction."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            setattr(self, f.name, _check(f, getattr(self, f.name)))
+            object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
@@ -39,75 +49,6 @@ class Config:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-
-
-@dataclass
-class PPOConfig(Config):
-    # --- environment -------------------------------------------------------------------
-    env: str = _field("CartPole-v1", "gymnasium environment id")
-    seed: int = _field(0, "random seed for torch, the envs and evaluation", min=0)
-    num_envs: int = _field(32, "parallel environments collected from", min=1)
-    env_backend: str = _field(
-        "auto",
-        "training env backend: 'gymnasium' (GymWrapper over a gymnasium vector env), 'torch' "
-        "(torch-native batched copy, CartPole-v1 only) or 'auto' (torch where it exists)",
-        choices=("auto", "gymnasium", "torch"),
-    )
-    reward_scale: float = _field(1.0, "multiplies rewards before GAE (returns are reported unscaled)", gt=0.0)
-    # --- budget --------------------------------------------------------------------------
-    frames: int = _field(500_000, "training budget in environment frames", min=1)
-    episodes: int = _field(0, "training budget in completed episodes (0: no episode limit)", min=0)
-    stop_when_solved: bool = _field(True, "stop once a greedy evaluation reaches the solved threshold")
-    solved_threshold: float | None = _field(
-        None, "mean greedy return that counts as solved (default: the env's reward_threshold)"
-    )
-    # --- rollout and advantage ---------------------------------------------------------------
-    rollout_steps: int = _field(
-        32, "steps per env per update (frames per batch = num_envs * rollout_steps)", min=1
-    )
-    gamma: float = _field(0.99, "discount factor", min=0.0, max=1.0)
-    lam: float = _field(0.95, "GAE lambda: 0 gives the TD error, 1 the Monte-Carlo return", min=0.0, max=1.0)
-    # --- PPO loss ------------------------------------------------------------------------------
-    clip_epsilon: float = _field(0.3, "PPO clip range epsilon, in (0, 1)", gt=0.0, lt=1.0)
-    entropy_coef: float = _field(0.0, "weight of the entropy bonus", min=0.0)
-    critic_coef: float = _field(0.5, "weight of the value loss", min=0.0)
-    critic_loss: str = _field(
-        "l2", "value loss: 'l2' (squared error), 'smooth_l1' or 'l1'", choices=("l2", "smooth_l1", "l1")
-    )
-    clip_value: bool = _field(False, "clip the value loss around the old values by clip_epsilon")
-    normalize_advantage: bool = _field(True, "standardise advantages in each minibatch")
-    # --- optimisation --------------------------------------------------------------------------
-    lr: float = _field(2e-3, "Adam learning rate", gt=0.0)
-    anneal_lr: bool = _field(False, "decay the learning rate linearly to 0 over the frame budget")
-    epochs: int = _field(3, "passes over each collected batch", min=1)
-    minibatch_size: int = _field(512, "frames per gradient step (must divide into the batch)", min=1)
-    max_grad_norm: float = _field(0.5, "gradient-norm clip (0 disables)", min=0.0)
-    hidden_sizes: tuple[int, ...] = _field((64, 64), "hidden layer widths of both MLPs")
-    activation: str = _field(
-        "tanh", "hidden activation of both MLPs: 'tanh' or 'relu'", choices=("tanh", "relu")
-    )
-    # --- evaluation, checkpoints, tracking -------------------------------------------------------
-    eval_episodes: int = _field(100, "greedy evaluation episodes", min=1)
-    eval_every_frames: int = _field(2048, "frames between greedy solved-checks (0: only at the end)", min=0)
-    checkpoint_dir: str = _field("checkpoints", "folder for checkpoints")
-    checkpoint_every_frames: int = _field(
-        50_000, "frames between periodic checkpoints (0: only the final one)", min=0
-    )
-    track: bool = _field(True, "log the run to MLflow (MLFLOW_TRACKING_URI, or ./mlflow.db)")
-    experiment: str = _field("ppo_torchrl", "MLflow experiment name")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        batch = self.num_envs * self.rollout_steps
-        if self.minibatch_size > batch:
-            raise ConfigError(
-                f"minibatch_size: must be at most num_envs * rollout_steps = {batch} "
-                f"(got {self.minibatch_size})"
-            )
-
-    @property
-    def frames_per_batch(self) -> int:
-        return self.num_envs * self.rollout_steps
 
 
 def _plain(value: Any) -> Any:
@@ -200,8 +141,8 @@ def _check_sizes(name: str, value: Any) -> tuple[int, ...]:
     return sizes
 
 
-def load_config_file(path: str | Path, cls: type[Config] | None = None) -> dict[str, Any]:
-    """Read a YAML mapping of ``cls`` fields (PPOConfig's by default); ConfigError otherwise."""
+def load_config_file(path: str | Path, cls: type[Config]) -> dict[str, Any]:
+    """Read a YAML mapping of ``cls`` fields; ConfigError otherwise."""
     import yaml
 
     path = Path(path)
@@ -221,7 +162,7 @@ def load_config_file(path: str | Path, cls: type[Config] | None = None) -> dict[
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping of field: value")
-    known = set((cls or PPOConfig).field_names())
+    known = set(cls.field_names())
     values: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")

@@ -9,6 +9,8 @@
 weights, optimizer, counters, RNG states and the envs' own state. Between two batches the
 whole run is in `state_dict()`, so a stop request, a checkpoint and a resume all happen
 there. Evaluation time is kept off the training clock: ``train_seconds`` is learning alone.
+Networks, loss, update and torch-native envs live on ``cfg.device``; gymnasium envs step
+on the CPU and the collector moves their data across.
 """
 
 from __future__ import annotations
@@ -16,75 +18,27 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torchrl.collectors import Collector
 
-from ppo_torchrl.checkpoint import save_checkpoint
-from ppo_torchrl.config import PPOConfig
-from ppo_torchrl.envs import make_env, restore_env, snapshot_env, solved_threshold
-from ppo_torchrl.episodes import EpisodeReturns
-from ppo_torchrl.evaluate import EvalResult, evaluate_policy
-from ppo_torchrl.explain import last_update_stats
-from ppo_torchrl.models import make_actor_critic
-from ppo_torchrl.objectives import make_advantage, make_loss
-from ppo_torchrl.progress import QuietReporter, Stopwatch
-from ppo_torchrl.tracking import NullTracker, Tracker, plot_learning_curve
-from ppo_torchrl.update import NonFiniteError, make_update
-
-
-class TrainingError(Exception):
-    """Training cannot go on (e.g. a non-finite loss); the message is one line."""
-
-
-@dataclass
-class TrainResult:
-    final_eval_mean: float
-    final_eval_std: float
-    eval_episodes: int
-    frames: int
-    episodes: int
-    updates: int
-    train_seconds: float
-    eval_seconds: float
-    solved: bool
-    solved_at_frames: int | None
-    run_id: str | None
-    checkpoint: str | None
-    interrupted: bool = False
-    last_update: dict[str, float] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        keys = (
-            "final_eval_mean",
-            "final_eval_std",
-            "frames",
-            "train_seconds",
-            "solved",
-            "solved_at_frames",
-            "run_id",
-        )
-        return {k: v for k, v in asdict(self).items() if k in keys}
-
-
-@dataclass
-class Progress:
-    """Counters and history of a run: all plain data, saved whole in checkpoints."""
-
-    frames: int = 0
-    episodes: int = 0
-    updates: int = 0
-    next_eval: int = 0
-    next_checkpoint: int = 0
-    solved_at: int | None = None
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    episode_frames: list[int] = field(default_factory=list)
-    episode_returns: list[float] = field(default_factory=list)
-    eval_points: list[tuple[int, float, float, int]] = field(default_factory=list)  # frames, mean, std, n
+from ppo_torchrl.core.advantage import make_advantage
+from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.update import NonFiniteError, make_update
+from ppo_torchrl.envs.factory import make_env, restore_env, reward_threshold, snapshot_env
+from ppo_torchrl.models.actor_critic import make_actor_critic
+from ppo_torchrl.run.checkpoint import check_weights, save_checkpoint
+from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.run.device import resolve_device
+from ppo_torchrl.run.episodes import EpisodeReturns
+from ppo_torchrl.run.errors import CheckpointError, TrainingError
+from ppo_torchrl.run.evaluation import EvalResult, evaluate_policy
+from ppo_torchrl.run.progress import QuietReporter, Stopwatch
+from ppo_torchrl.run.results import Progress, TrainResult
+from ppo_torchrl.run.tracking import NullTracker, Tracker
 
 
 class Trainer:
@@ -96,15 +50,22 @@ class Trainer:
         run_dir: str | Path | None = None,
     ) -> None:
         self.cfg = cfg
-        self.tracker = tracker or NullTracker()
+        self.tracker: Tracker = tracker or NullTracker()  # may be replaced before `run`
         self.reporter = reporter or QuietReporter()
-        torch.manual_seed(cfg.seed)
-        self.threshold = solved_threshold(cfg)
-        self.env = make_env(cfg)
-        self.actor, self.critic = make_actor_critic(cfg, self.env)
-        self.loss_module = make_loss(cfg, self.actor, self.critic)
-        self.ppo_update = make_update(cfg, self.loss_module, make_advantage(cfg, self.critic))
+        self.device = resolve_device(cfg.device)
+        self.threshold = (
+            cfg.solved_threshold if cfg.solved_threshold is not None else reward_threshold(cfg.env)
+        )
+        self.env = make_env(cfg.env, cfg.num_envs, seed=cfg.seed, backend=cfg.env_backend, device=self.device)
+        torch.manual_seed(cfg.seed)  # the networks' initial weights
+        self.actor, self.critic = make_actor_critic(
+            self.env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation, device=self.device
+        )
+        self.loss_module = make_loss(cfg.loss_params(), self.actor, self.critic)
+        advantage = make_advantage(cfg.gae_params(), self.critic)
+        self.ppo_update = make_update(cfg.update_params(), self.loss_module, advantage, seed=cfg.seed)
         self.optimizer = self.ppo_update.optimizer
+        on_cpu = self.device.type == "cpu" and self.env.device in (None, self.device)
         self.collector = Collector(
             self.env,
             self.actor,
@@ -112,46 +73,66 @@ class Trainer:
             total_frames=-1,  # the loop enforces the frame and episode budgets
             auto_register_policy_transforms=False,
             track_traj_ids=False,  # unused here, and ~10% of collection time
+            # The policy steps where its weights are; batches are stored there for the update.
+            **({} if on_cpu else {"policy_device": self.device, "storing_device": self.device}),
         )
         self.episode_returns = EpisodeReturns()
         self.progress = Progress(next_eval=cfg.eval_every_frames, next_checkpoint=cfg.checkpoint_every_frames)
-        self.run_dir = Path(run_dir or Path(cfg.checkpoint_dir) / (self.tracker.run_id or _stamp(cfg)))
+        self._run_dir = Path(run_dir) if run_dir else None
         self.last_checkpoint: Path | None = None
+        self.last_batch: Any = None  # the batch of the last update, for --explain
         self.clock = Stopwatch(running=False)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's folder: given, else ``checkpoint_dir/<MLflow run id or a time stamp>``."""
+        if self._run_dir is None:
+            name = (
+                self.tracker.run_id or f"{self.cfg.env}-seed{self.cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
+            self._run_dir = Path(self.cfg.checkpoint_dir) / name
+        return self._run_dir
 
     # --- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly where it stands (between batches)."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return {
             "config": self.cfg.to_dict(),
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "counters": {
-                "frames": self.progress.frames,
-                "episodes": self.progress.episodes,
-                "updates": self.progress.updates,
-            },
             "progress": asdict(self.progress),
-            "rng": {"torch": torch.get_rng_state(), "update": self.ppo_update.generator.get_state()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "update": self.ppo_update.generator.get_state(),
+                "cuda": cuda,
+            },
             "env": snapshot_env(self.env),
             "episode_carry": self.episode_returns.carry,
             "tracking": self.tracker.state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_state_dict(self, state: dict[str, Any], path: str | Path = "") -> None:
+        """Continue from a checkpoint `load_checkpoint` has read and checked. Weights that do not
+        fit this run's networks raise CheckpointError before anything else is touched."""
+        check_weights(state, self.actor, self.critic, path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise CheckpointError(f"{path}: optimizer state does not fit ({err})") from None
         self.progress = Progress(**state["progress"])
         self.progress.eval_points = [tuple(p) for p in self.progress.eval_points]
         # Restore the envs through TorchRL's own reset path; where a backend cannot
         # restore its envs, the episodes in flight restart and their partial returns go.
         restored = restore_env(self.env, state["env"])
         self.collector.reset()
-        self.episode_returns.carry = state["episode_carry"] if restored else None
+        carry = state["episode_carry"]
+        self.episode_returns.carry = carry.to(self.device) if restored and carry is not None else None
         torch.set_rng_state(state["rng"]["torch"])
         self.ppo_update.generator.set_state(state["rng"]["update"])
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
 
     def checkpoint(self, name: str) -> Path:
         self.progress.train_seconds = self.clock.seconds()
@@ -179,15 +160,15 @@ class Trainer:
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> TrainResult:
         """Train until a budget is spent or the env is solved; ``should_stop`` is asked after
         every update and, when it answers True, the run checkpoints and returns early."""
-        cfg, p = self.cfg, self.progress
-        self.reporter.start(cfg.frames, self.threshold, p.episode_returns)
+        p = self.progress
+        self.reporter.start(self.cfg.frames, self.threshold, p.episode_returns)
         self.clock = Stopwatch(already=p.train_seconds)
-        batch, metrics, interrupted = None, {}, False
+        metrics, interrupted = {}, False
         try:
             batches = iter(self.collector)
             while not self.finished():
-                batch = next(batches)
-                metrics = self._learn(batch)
+                self.last_batch = next(batches)
+                metrics = self._learn(self.last_batch)
                 self._after_update()
                 if not self.finished() and should_stop():
                     interrupted = True
@@ -196,25 +177,18 @@ class Trainer:
             self.collector.shutdown()
         p.train_seconds = self.clock.stop()
         if interrupted:
-            return self._result(None, self.checkpoint("last.pt"), interrupted=True)
+            return self._result(metrics, self.checkpoint("last.pt"), interrupted=True)
         if not p.eval_points or p.eval_points[-1][0] != p.frames:
             self.evaluate()
         # last.pt always holds the latest state, so a resume after a kill in the lines below
         # finds the run complete instead of training (and logging) its end again.
         self.checkpoint("last.pt")
         final = save_checkpoint(self.run_dir / "final.pt", self.state_dict())
-        curve = plot_learning_curve(
-            p.episode_frames,
-            p.episode_returns,
-            [e[:2] for e in p.eval_points],
-            self.threshold,
-            self.run_dir / "learning_curve.png",
-            f"PPO on {cfg.env} (seed {cfg.seed})",
-        )
         self.tracker.log_artifact(final, "checkpoints")
-        self.tracker.log_artifact(curve)
-        stats = last_update_stats(self.actor, batch, cfg, metrics) if metrics else {}
-        result = self._result(stats, final)
+        tracked = self.tracker.run_id is not None
+        if tracked or self.cfg.plot:  # drawn only where someone will look at it
+            self.tracker.log_artifact(self._plot())
+        result = self._result(metrics, final)
         self.reporter.finish(result)
         return result
 
@@ -266,9 +240,20 @@ class Trainer:
             p.next_checkpoint += cfg.checkpoint_every_frames
             self.checkpoint("last.pt")
 
-    def _result(
-        self, stats: dict[str, float] | None, checkpoint: Path, interrupted: bool = False
-    ) -> TrainResult:
+    def _plot(self) -> Path:
+        from ppo_torchrl.run.plots import plot_learning_curve  # matplotlib: only when drawn
+
+        p = self.progress
+        return plot_learning_curve(
+            p.episode_frames,
+            p.episode_returns,
+            [e[:2] for e in p.eval_points],
+            self.threshold,
+            self.run_dir / "learning_curve.png",
+            f"PPO on {self.cfg.env} (seed {self.cfg.seed})",
+        )
+
+    def _result(self, metrics: dict[str, float], checkpoint: Path, interrupted: bool = False) -> TrainResult:
         p = self.progress
         _, mean, std, n = p.eval_points[-1] if p.eval_points else (p.frames, math.nan, math.nan, 0)
         return TrainResult(
@@ -285,7 +270,7 @@ class Trainer:
             run_id=self.tracker.run_id,
             checkpoint=str(checkpoint),
             interrupted=interrupted,
-            last_update=stats or {},
+            last_update=metrics,
         )
 
 
@@ -297,7 +282,3 @@ def train(
 ) -> TrainResult:
     """Train PPO with ``cfg`` from scratch and return the result."""
     return Trainer(cfg, tracker, reporter, run_dir).run()
-
-
-def _stamp(cfg: PPOConfig) -> str:
-    return f"{cfg.env}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -4,6 +4,8 @@ Both read ``observation``. The actor writes ``action`` and ``action_log_prob`` (
 ClipPPOLoss reads); the critic writes ``state_value``. Discrete action spaces get a
 Categorical over logits; continuous Box spaces a TanhNormal squashed into the bounds,
 with a state-independent scale (as in the PPO paper's continuous-control setup).
+The networks are initialised on the CPU (so a seed gives the same weights everywhere) and
+then moved to the device asked for.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from torch import nn
 from torchrl.data import Categorical, OneHot, TensorSpec
 from torchrl.envs import EnvBase
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
-
-from ppo_torchrl.config import PPOConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -48,15 +48,23 @@ def observation_size(env: EnvBase) -> int:
     return int(shape[-1]) if len(shape) else 1
 
 
-def make_actor_critic(cfg: PPOConfig, env: EnvBase) -> tuple[ProbabilisticActor, ValueOperator]:
-    """Build the policy and the value function for ``env``'s observation and action specs."""
-    torch.manual_seed(cfg.seed)
+def make_actor_critic(
+    env: EnvBase,
+    *,
+    hidden_sizes: tuple[int, ...] = (64, 64),
+    activation: str = "tanh",
+    device: torch.device | str | None = None,
+) -> tuple[ProbabilisticActor, ValueOperator]:
+    """Build the policy and the value function for ``env``'s observation and action specs,
+    on ``device`` (default CPU). Weights are drawn from torch's global generator: seed it
+    first for reproducible networks."""
+    device = torch.device(device or "cpu")
     n_obs = observation_size(env)
     # Unbatched: the modules must not depend on how many envs run side by side.
-    action_spec: TensorSpec = env.full_action_spec_unbatched["action"]
+    action_spec: TensorSpec = env.full_action_spec_unbatched["action"].to(device)
     if isinstance(action_spec, (Categorical, OneHot)):
         n_actions = int(action_spec.space.n)
-        net = _mlp(n_obs, n_actions, cfg.hidden_sizes, cfg.activation, out_gain=0.01)
+        net = _mlp(n_obs, n_actions, hidden_sizes, activation, out_gain=0.01)
         module = TensorDictModule(net, in_keys=["observation"], out_keys=["logits"])
         actor = ProbabilisticActor(
             module,
@@ -71,7 +79,7 @@ def make_actor_critic(cfg: PPOConfig, env: EnvBase) -> tuple[ProbabilisticActor,
     else:
         n_act = int(action_spec.shape[-1])
         net = nn.Sequential(
-            _mlp(n_obs, n_act, cfg.hidden_sizes, cfg.activation, out_gain=0.01),
+            _mlp(n_obs, n_act, hidden_sizes, activation, out_gain=0.01),
             AddStateIndependentNormalScale(n_act, scale_lb=1e-4),
         )
         module = TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"])
@@ -87,7 +95,5 @@ def make_actor_critic(cfg: PPOConfig, env: EnvBase) -> tuple[ProbabilisticActor,
             },
             return_log_prob=True,
         )
-    critic = ValueOperator(
-        _mlp(n_obs, 1, cfg.hidden_sizes, cfg.activation, out_gain=1.0), in_keys=["observation"]
-    )
-    return actor, critic
+    critic = ValueOperator(_mlp(n_obs, 1, hidden_sizes, activation, out_gain=1.0), in_keys=["observation"])
+    return actor.to(device), critic.to(device)

@@ -2,20 +2,19 @@
 
 Env-agnostic by construction: it sees a TensorDict batch with standard TorchRL keys, an
 advantage module (or none, when the caller already wrote ``advantage``), a loss module
-and an optimizer. CartPole rollouts and token-level RLHF batches go through it alike.
+and an optimizer. CartPole rollouts and token-level RLHF batches go through it alike, on
+whatever device the batch and the networks share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-if TYPE_CHECKING:
-    from ppo_torchrl.config import PPOConfig
+from ppo_torchrl.core.params import UpdateParams
 
 # TorchRL's collector marks real (non-padding) steps here; steps marked False carry no
 # learning signal and are dropped before minibatching.
@@ -91,7 +90,9 @@ class PPOUpdate:
         for _ in range(self.epochs):
             # One gather per epoch, then contiguous views: cheaper than indexing the
             # TensorDict once per minibatch.
-            order = torch.randperm(steps.numel(), generator=self.generator)
+            # Drawn on the CPU whatever the device, so a seed gives the same minibatches
+            # on every device (and a checkpoint's generator state resumes anywhere).
+            order = torch.randperm(steps.numel(), generator=self.generator).to(steps.device)
             shuffled = steps[order]
             n_full = steps.numel() // self.minibatch_size * self.minibatch_size
             for minibatch in shuffled[:n_full].split(self.minibatch_size):
@@ -123,18 +124,18 @@ class PPOUpdate:
 
 
 def make_update(
-    cfg: PPOConfig, loss_module: nn.Module, advantage_module: nn.Module | None, seed: int | None = None
+    params: UpdateParams, loss_module: nn.Module, advantage_module: nn.Module | None, seed: int = 0
 ) -> PPOUpdate:
-    """The PPOUpdate a config describes: Adam at ``cfg.lr`` over the loss's parameters, the
-    config's epochs, minibatch size and gradient clip, minibatches shuffled by a generator
-    seeded with ``seed`` (default ``cfg.seed``). ``advantage_module=None`` when the batch
-    arrives with its ``advantage`` already written."""
+    """The PPOUpdate ``params`` describe: Adam at ``params.lr`` over the loss's parameters,
+    its epochs, minibatch size and gradient clip, minibatches shuffled by a CPU generator
+    seeded with ``seed``. ``advantage_module=None`` when the batch arrives with its
+    ``advantage`` already written."""
     return PPOUpdate(
         loss_module=loss_module,
-        optimizer=make_optimizer(loss_module, cfg.lr),
+        optimizer=make_optimizer(loss_module, params.lr),
         advantage_module=advantage_module,
-        epochs=cfg.epochs,
-        minibatch_size=cfg.minibatch_size,
-        max_grad_norm=cfg.max_grad_norm,
-        generator=torch.Generator().manual_seed(cfg.seed if seed is None else seed),
+        epochs=params.epochs,
+        minibatch_size=params.minibatch_size,
+        max_grad_norm=params.max_grad_norm,
+        generator=torch.Generator().manual_seed(seed),
     )

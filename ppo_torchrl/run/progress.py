@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from ppo_torchrl.evaluate import EvalResult
-    from ppo_torchrl.trainer import TrainResult
+    from ppo_torchrl.run.evaluation import EvalResult
+    from ppo_torchrl.run.results import TrainResult
 
 EPISODE_LINE_EVERY = 10
 

@@ -1,11 +1,13 @@
 """Training environments: gymnasium envs as batched TorchRL envs.
 
-`make_env` returns a TorchRL ``EnvBase`` whose batch dimension is ``cfg.num_envs``, from
-one of two backends:
+`make_env` returns a TorchRL ``EnvBase`` whose batch dimension is ``num_envs``, from one of
+two backends:
 
 - ``gymnasium``: TorchRL's ``GymWrapper`` over a gymnasium sync vector env; any env id.
+  It steps on the CPU (gymnasium is NumPy); the collector moves data to the policy's device.
 - ``torch``: a torch-native batched copy of the env (CartPole-v1 only, see cartpole.py),
-  proven step-for-step equal to gymnasium's by a spec; many times faster to step.
+  checked against gymnasium's step for step by a spec; many times faster to step, and it
+  runs on any torch device.
 
 ``auto`` (the default) takes ``torch`` where a native copy exists. Rewards are the env's
 own; the trainer reads episode returns off the batches and scales rewards for learning.
@@ -16,12 +18,14 @@ from __future__ import annotations
 import logging
 
 import gymnasium as gym
+import torch
 from torchrl.envs import EnvBase, GymWrapper
 
-from ppo_torchrl.cartpole import TorchCartPole
-from ppo_torchrl.config import ConfigError, PPOConfig
+from ppo_torchrl.envs.cartpole import TorchCartPole
+from ppo_torchrl.fields import ConfigError
 
 TORCH_NATIVE_ENVS = {"CartPole-v1": TorchCartPole}
+BACKENDS = ("auto", "gymnasium", "torch")
 
 # GymWrapper logs at INFO while it infers the specs of the vector env's info dict.
 logging.getLogger("torchrl").setLevel(logging.WARNING)
@@ -38,30 +42,36 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         ) from None
 
 
-def backend_for(cfg: PPOConfig) -> str:
-    """The training backend ``cfg`` resolves to; ConfigError if it cannot serve ``cfg.env``."""
-    env_spec(cfg.env)
-    if cfg.env_backend == "auto":
-        return "torch" if cfg.env in TORCH_NATIVE_ENVS else "gymnasium"
-    if cfg.env_backend == "torch" and cfg.env not in TORCH_NATIVE_ENVS:
+def reward_threshold(env_id: str) -> float | None:
+    """The mean return gymnasium's registration counts as solved (None where it sets none)."""
+    return env_spec(env_id).reward_threshold
+
+
+def backend_for(env_id: str, backend: str = "auto") -> str:
+    """The training backend ``backend`` resolves to for ``env_id``; ConfigError if it cannot
+    serve that env."""
+    env_spec(env_id)
+    if backend == "auto":
+        return "torch" if env_id in TORCH_NATIVE_ENVS else "gymnasium"
+    if backend == "torch" and env_id not in TORCH_NATIVE_ENVS:
         native = ", ".join(TORCH_NATIVE_ENVS)
-        raise ConfigError(f"env_backend: 'torch' exists only for {native} (got env {cfg.env!r})")
-    return cfg.env_backend
+        raise ConfigError(f"env_backend: 'torch' exists only for {native} (got env {env_id!r})")
+    return backend
 
 
-def solved_threshold(cfg: PPOConfig) -> float | None:
-    """The mean greedy return that counts as solved: the config's, else the env's own."""
-    if cfg.solved_threshold is not None:
-        return cfg.solved_threshold
-    return env_spec(cfg.env).reward_threshold
-
-
-def make_env(cfg: PPOConfig, num_envs: int | None = None) -> EnvBase:
-    """A batched TorchRL env over ``num_envs`` (default ``cfg.num_envs``) copies of ``cfg.env``."""
-    num_envs = num_envs or cfg.num_envs
-    if backend_for(cfg) == "torch":
-        return TORCH_NATIVE_ENVS[cfg.env](num_envs, seed=cfg.seed)
-    return _gymnasium_env(cfg, num_envs)
+def make_env(
+    env_id: str,
+    num_envs: int = 1,
+    *,
+    seed: int = 0,
+    backend: str = "auto",
+    device: torch.device | str | None = None,
+) -> EnvBase:
+    """A batched TorchRL env over ``num_envs`` copies of ``env_id``, seeded with ``seed``.
+    A torch-native env lives on ``device`` (default CPU); a gymnasium one always on the CPU."""
+    if backend_for(env_id, backend) == "torch":
+        return TORCH_NATIVE_ENVS[env_id](num_envs, seed=seed, device=device)
+    return _gymnasium_env(env_id, num_envs, seed)
 
 
 def snapshot_env(env: EnvBase) -> dict | None:
@@ -78,7 +88,7 @@ def restore_env(env: EnvBase, snapshot: dict | None) -> bool:
     return True
 
 
-def _gymnasium_env(cfg: PPOConfig, num_envs: int) -> EnvBase:
+def _gymnasium_env(env_id: str, num_envs: int, seed: int) -> EnvBase:
     """GymWrapper over gymnasium's in-process sync vector env.
 
     In-process beats worker processes for small, fast envs on a 2-core machine.
@@ -86,11 +96,11 @@ def _gymnasium_env(cfg: PPOConfig, num_envs: int) -> EnvBase:
     true final observation at a time-limit truncation, which GAE bootstraps from.
     """
     vector_env = gym.make_vec(
-        cfg.env,
+        env_id,
         num_envs=num_envs,
         vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
     )
     env = GymWrapper(vector_env, categorical_action_encoding=True)
-    env.set_seed(cfg.seed)
+    env.set_seed(seed)
     return env

@@ -3,6 +3,8 @@
 Every figure comes from the last PPO update of the run: the batch it learned from, the
 advantages GAE computed for it, the metrics ClipPPOLoss reported during its minibatch
 steps, and the ratio pi_new/pi_old of the final policy against the policy that collected it.
+The ratio statistics cost a pass of the policy over the batch, so they are measured only
+when ``--explain`` asks for them.
 """
 
 from __future__ import annotations
@@ -13,20 +15,20 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictSequential
 
-from ppo_torchrl.config import PPOConfig
-
 if TYPE_CHECKING:
-    from ppo_torchrl.trainer import TrainResult
+    from ppo_torchrl.run.config import PPOConfig
+    from ppo_torchrl.run.results import TrainResult
 
 
 @torch.no_grad()
 def last_update_stats(
     actor: ProbabilisticTensorDictSequential,
     batch: TensorDictBase,
-    cfg: PPOConfig,
+    clip_epsilon: float,
     metrics: dict[str, float],
 ) -> dict[str, float]:
-    """Measure how far the last update moved the policy on the batch it learned from."""
+    """Measure how far the last update (``metrics``) moved the policy on ``batch``, the batch
+    it learned from (with GAE's ``advantage`` written)."""
     log_ratio = actor.get_dist(batch).log_prob(batch["action"]) - batch["action_log_prob"]
     ratio = log_ratio.exp()
     advantage = batch["advantage"]
@@ -36,7 +38,7 @@ def last_update_stats(
         ratio_min=float(ratio.min()),
         ratio_max=float(ratio.max()),
         ratio_mean=float(ratio.mean()),
-        ratio_outside_band=float(((ratio - 1).abs() > cfg.clip_epsilon).float().mean()),
+        ratio_outside_band=float(((ratio - 1).abs() > clip_epsilon).float().mean()),
         kl_k1_final=float((-log_ratio).mean()),
         kl_k3_final=float(((ratio - 1) - log_ratio).mean()),
         advantage_min=float(advantage.min()),
@@ -46,8 +48,9 @@ def last_update_stats(
     return stats
 
 
-def explain(cfg: PPOConfig, result: TrainResult) -> str:
-    s = result.last_update
+def explain(cfg: PPOConfig, result: TrainResult, stats: dict[str, float]) -> str:
+    """The walkthrough; ``stats`` from `last_update_stats` (empty when no update ran)."""
+    s = stats
     if not s:
         return "No PPO update ran, so there is nothing to explain."
     eps = cfg.clip_epsilon

@@ -1,0 +1,1 @@
+"""Models: the policy and value networks PPO trains, built from an env's specs."""

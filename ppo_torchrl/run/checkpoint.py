@@ -1,0 +1,250 @@
+"""Checkpoints on disk: one versioned schema, written atomically, read back checked whole.
+
+Format 2 holds, and nothing else:
+
+    format_version  2
+    config          the run's PPOConfig, as a dict of fields
+    actor, critic   the networks' state dicts
+    optimizer       Adam's state dict (one group over actor then critic parameters)
+    progress        `Progress`: counters and history
+    rng             {"torch": CPU RNG, "update": the minibatch shuffle generator, "cuda": or None}
+    env             the torch-native envs' snapshot, or None (gymnasium cannot save its envs)
+    episode_carry   [num_envs] returns of the episodes in flight, or None
+    tracking        the tracker's state: run id, store URI, metrics not yet sent ({} untracked)
+
+Format 1 (which also held ``counters``, a copy of three progress fields) is read too.
+Writes are atomic (temporary file in the same folder, fsync, rename), so a crash or a kill
+during a save leaves the previous checkpoint intact rather than a torn file.
+`load_checkpoint` checks every field's presence, type and shape against the stored config;
+`check_weights` checks that the networks and the optimizer fit the modules that config
+builds. Anything else is a `CheckpointError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.run.errors import CheckpointError
+from ppo_torchrl.run.results import Progress
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FORMAT_VERSION = 2
+FIELDS = ("config", "actor", "critic", "optimizer", "progress", "rng", "env", "episode_carry", "tracking")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (the format's fields) to ``path`` atomically and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format_version": FORMAT_VERSION, **state}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or a run's folder standing for the ``last.pt`` inside it."""
+    path = Path(path)
+    return path / "last.pt" if path.is_dir() else path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint (a file or a run folder); CheckpointError (one line) if it
+    is missing, truncated, foreign, of another format, or any field is off."""
+    path = checkpoint_path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a torn or foreign file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({reason[:120]})") from None
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(f"{path} is not a ppo_torchrl checkpoint")
+    version = state.pop("format_version")
+    if version == 1 and isinstance(state.get("counters"), dict):
+        del state["counters"]  # format 1 only differs by this copy of three progress fields
+    elif version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version!r}, expected {FORMAT_VERSION}")
+    missing = [f for f in FIELDS if f not in state]
+    extra = sorted(str(k) for k in state if k not in FIELDS)
+    if missing or extra:
+        what = f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(extra)}"
+        raise CheckpointError(f"{path} is not a ppo_torchrl checkpoint ({what})")
+    try:
+        _check_fields(state)
+    except (TypeError, ValueError, RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{path}: {_one_line(err)}") from None
+    return state
+
+
+def config_from_checkpoint(state: dict[str, Any], path: str | Path = "") -> PPOConfig:
+    try:
+        return PPOConfig(**state["config"])
+    except (TypeError, ConfigError) as err:
+        raise CheckpointError(f"{path}: stored config is invalid ({_one_line(err)})") from None
+
+
+def check_weights(state: dict[str, Any], actor: nn.Module, critic: nn.Module, path: str | Path = "") -> None:
+    """Load the stored networks into ``actor`` and ``critic`` (built from the stored config)
+    and check that the optimizer state fits their parameters; CheckpointError if not."""
+    for name, module in (("actor", actor), ("critic", critic)):
+        try:
+            module.load_state_dict(state[name])
+        except (RuntimeError, KeyError, TypeError) as err:
+            raise CheckpointError(
+                f"{path}: {name} weights do not fit its config ({_one_line(err)[:160]})"
+            ) from None
+    params = [*actor.parameters(), *critic.parameters()]
+    groups, per_param = state["optimizer"]["param_groups"], state["optimizer"]["state"]
+    indices = [i for group in groups for i in group["params"]]
+    if sorted(indices) != list(range(len(params))):
+        raise CheckpointError(f"{path}: optimizer state does not fit the networks ({len(params)} tensors)")
+    for i, moments in per_param.items():
+        for key, value in moments.items():
+            if key != "step" and value.shape != params[i].shape:
+                raise CheckpointError(f"{path}: optimizer {key} of tensor {i} does not fit its weights")
+
+
+def load_policy(path: str | Path, device: torch.device | str | None = None) -> tuple[PPOConfig, nn.Module]:
+    """The config and the trained actor of a checkpoint (checked whole), on ``device``."""
+    from ppo_torchrl.envs.factory import make_env
+    from ppo_torchrl.models.actor_critic import make_actor_critic
+
+    state = load_checkpoint(path)
+    cfg = config_from_checkpoint(state, path)
+    env = make_env(cfg.env, 1, seed=cfg.seed, backend=cfg.env_backend)
+    try:
+        actor, critic = make_actor_critic(
+            env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation, device=device
+        )
+    finally:
+        env.close()
+    check_weights(state, actor, critic, checkpoint_path(path))
+    return cfg, actor
+
+
+# --- the fields, one check each ------------------------------------------------------------------
+def _check_fields(state: dict[str, Any]) -> None:
+    try:
+        cfg = PPOConfig(**_typed(state["config"], dict, "config"))
+    except ConfigError as err:
+        raise ValueError(f"stored config is invalid ({err})") from None
+    for name in ("actor", "critic"):
+        weights = _typed(state[name], dict, name)
+        if not weights or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items()):
+            raise TypeError(f"{name}: not a state dict of tensors")
+    _check_optimizer(_typed(state["optimizer"], dict, "optimizer"))
+    _check_progress(_typed(state["progress"], dict, "progress"))
+    _check_rng(_typed(state["rng"], dict, "rng"))
+    _check_env(state["env"], cfg.num_envs)
+    carry = state["episode_carry"]
+    if carry is not None and not _tensor_like(carry, (cfg.num_envs,), torch.float64):
+        raise ValueError(f"episode_carry: not a float64 tensor of shape [{cfg.num_envs}]")
+    _check_tracking(_typed(state["tracking"], dict, "tracking"))
+
+
+def _check_optimizer(optimizer: dict) -> None:
+    groups = _typed(optimizer.get("param_groups"), list, "optimizer param_groups")
+    for group in groups:
+        params = _typed(group, dict, "optimizer group").get("params")
+        if not isinstance(params, list) or not all(isinstance(i, int) for i in params):
+            raise TypeError("optimizer: a parameter group has no list of parameter indices")
+    for moments in _typed(optimizer.get("state"), dict, "optimizer state").values():
+        if not isinstance(moments, dict) or not all(torch.is_tensor(v) for v in moments.values()):
+            raise TypeError("optimizer: per-parameter state is not a dict of tensors")
+
+
+def _check_progress(progress: dict) -> None:
+    kinds = {f.name: f.type for f in dataclasses.fields(Progress)}
+    if set(progress) != set(kinds):
+        raise ValueError(f"progress: fields {sorted(progress)} are not {sorted(kinds)}")
+    for name, kind in kinds.items():
+        value = progress[name]
+        base = {"int": int, "float": (int, float), "list": list}[str(kind).split("[")[0].split(" ")[0]]
+        if not (isinstance(value, base) and not isinstance(value, bool)) and not (
+            value is None and "None" in str(kind)
+        ):
+            raise TypeError(f"progress: {name} is {type(value).__name__}, expected {kind}")
+    if not all(isinstance(p, (list, tuple)) and len(p) == 4 for p in progress["eval_points"]):
+        raise TypeError("progress: eval_points are not (frames, mean, std, episodes) rows")
+    if len(progress["episode_frames"]) != len(progress["episode_returns"]):
+        raise ValueError("progress: episode_frames and episode_returns differ in length")
+
+
+def _check_rng(rng: dict) -> None:
+    for name in ("torch", "update"):
+        _generator_state(rng.get(name), f"rng {name}")
+    cuda = rng.get("cuda")
+    if cuda is not None and not _tensor_like(cuda, None, torch.uint8):
+        raise TypeError("rng cuda: not a byte tensor")
+    if set(rng) - {"torch", "update", "cuda"}:
+        raise ValueError(f"rng: unexpected entries {sorted(set(rng) - {'torch', 'update', 'cuda'})}")
+
+
+def _check_env(env: Any, num_envs: int) -> None:
+    if env is None:
+        return
+    _typed(env, dict, "env")
+    shapes = {"state": ((num_envs, 4), torch.float64), "elapsed": ((num_envs,), torch.int64)}
+    for key, (shape, dtype) in shapes.items():
+        if not _tensor_like(env.get(key), shape, dtype):
+            raise ValueError(f"env: {key} is not a {dtype} tensor of shape {list(shape)}")
+    _generator_state(env.get("rng"), "env rng")
+
+
+def _check_tracking(tracking: dict) -> None:
+    if not tracking:
+        return
+    if not isinstance(tracking.get("run_id"), (str, type(None))) or not isinstance(tracking.get("uri"), str):
+        raise TypeError("tracking: run_id and uri are not strings")
+    pending = _typed(tracking.get("pending"), list, "tracking pending")
+    if not all(isinstance(m, (list, tuple)) and len(m) == 4 for m in pending):
+        raise TypeError("tracking: pending metrics are not (key, value, timestamp, step) rows")
+
+
+def _generator_state(value: Any, what: str) -> None:
+    if not _tensor_like(value, None, torch.uint8):
+        raise TypeError(f"{what}: not a byte tensor")
+    torch.Generator().set_state(value.clone())  # RuntimeError unless a CPU generator state
+
+
+def _tensor_like(value: Any, shape: tuple[int, ...] | None, dtype: torch.dtype) -> bool:
+    return (
+        torch.is_tensor(value)
+        and value.dtype == dtype
+        and ((shape is None and value.dim() == 1) or value.shape == shape)
+    )
+
+
+def _typed(value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"{what} is {type(value).__name__}, expected {kind.__name__}")
+    return value
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__

@@ -1,0 +1,119 @@
+"""PPOConfig: every hyperparameter of a training run, named once, with default and meaning.
+
+The dataclass is the single source of truth for the trainer: the CLI builds one flag per
+field from it, YAML config files may set any field, MLflow logs all of it as the run's
+params and checkpoints store it. It produces the PPO core's own parameter objects
+(`gae_params`, `loss_params`, `update_params`): the core never sees the env id, the
+budget, the device or the tracking fields. The fields those objects share take their help
+text and bounds from the core (``field_like``); only the defaults, tuned for CartPole, are
+set here. A config validates itself on construction, so a bad value fails before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
+from ppo_torchrl.fields import Config, ConfigError, field_like
+from ppo_torchrl.fields import config_field as _field
+from ppo_torchrl.run.device import check_device_name
+
+
+@dataclass
+class PPOConfig(Config):
+    # --- environment -------------------------------------------------------------------
+    env: str = _field("CartPole-v1", "gymnasium environment id")
+    seed: int = _field(0, "random seed for torch, the envs and evaluation", min=0)
+    num_envs: int = _field(32, "parallel environments collected from", min=1)
+    env_backend: str = _field(
+        "auto",
+        "training env backend: 'gymnasium' (GymWrapper over a gymnasium vector env), 'torch' "
+        "(torch-native batched copy, CartPole-v1 only) or 'auto' (torch where it exists)",
+        choices=("auto", "gymnasium", "torch"),
+    )
+    device: str = _field(
+        "auto",
+        "where networks, loss, update and torch-native envs run: 'auto' (CUDA when present, "
+        "else CPU), 'cpu', 'cuda' or 'cuda:N'",
+    )
+    reward_scale: float = _field(1.0, "multiplies rewards before GAE (returns are reported unscaled)", gt=0.0)
+    # --- budget --------------------------------------------------------------------------
+    frames: int = _field(500_000, "training budget in environment frames", min=1)
+    episodes: int = _field(0, "training budget in completed episodes (0: no episode limit)", min=0)
+    stop_when_solved: bool = _field(True, "stop once a greedy evaluation reaches the solved threshold")
+    solved_threshold: float | None = _field(
+        None, "mean greedy return that counts as solved (default: the env's reward_threshold)"
+    )
+    # --- rollout and advantage ---------------------------------------------------------------
+    rollout_steps: int = _field(
+        32, "steps per env per update (frames per batch = num_envs * rollout_steps)", min=1
+    )
+    gamma: float = field_like(GAEParams, "gamma", 0.99)
+    lam: float = field_like(GAEParams, "lam", 0.95)
+    # --- PPO loss ------------------------------------------------------------------------------
+    clip_epsilon: float = field_like(LossParams, "clip_epsilon", 0.3)
+    entropy_coef: float = field_like(LossParams, "entropy_coef", 0.0)
+    critic_coef: float = field_like(LossParams, "critic_coef", 0.5)
+    critic_loss: str = field_like(LossParams, "critic_loss", "l2")
+    clip_value: bool = field_like(LossParams, "clip_value", False)
+    normalize_advantage: bool = field_like(LossParams, "normalize_advantage", True)
+    # --- optimisation --------------------------------------------------------------------------
+    lr: float = field_like(UpdateParams, "lr", 2e-3)
+    anneal_lr: bool = _field(False, "decay the learning rate linearly to 0 over the frame budget")
+    epochs: int = field_like(UpdateParams, "epochs", 3)
+    minibatch_size: int = field_like(
+        UpdateParams, "minibatch_size", 512, help="frames per gradient step (must divide into the batch)"
+    )
+    max_grad_norm: float = field_like(UpdateParams, "max_grad_norm", 0.5)
+    hidden_sizes: tuple[int, ...] = _field((64, 64), "hidden layer widths of both MLPs")
+    activation: str = _field(
+        "tanh", "hidden activation of both MLPs: 'tanh' or 'relu'", choices=("tanh", "relu")
+    )
+    # --- evaluation, checkpoints, tracking -------------------------------------------------------
+    eval_episodes: int = _field(100, "greedy evaluation episodes", min=1)
+    eval_every_frames: int = _field(2048, "frames between greedy solved-checks (0: only at the end)", min=0)
+    checkpoint_dir: str = _field("checkpoints", "folder for checkpoints")
+    checkpoint_every_frames: int = _field(
+        50_000, "frames between periodic checkpoints (0: only the final one)", min=0
+    )
+    track: bool = _field(True, "log the run to MLflow (MLFLOW_TRACKING_URI, or ./mlflow.db)")
+    experiment: str = _field("ppo_torchrl", "MLflow experiment name")
+    plot: bool = _field(
+        False, "keep learning_curve.png in the run folder when not tracking (tracked runs always log it)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_device_name(self.device)
+        batch = self.num_envs * self.rollout_steps
+        if self.minibatch_size > batch:
+            raise ConfigError(
+                f"minibatch_size: must be at most num_envs * rollout_steps = {batch} "
+                f"(got {self.minibatch_size})"
+            )
+
+    @property
+    def frames_per_batch(self) -> int:
+        return self.num_envs * self.rollout_steps
+
+    # --- what the core, the models and the envs are given ------------------------------------
+    def gae_params(self) -> GAEParams:
+        return GAEParams(gamma=self.gamma, lam=self.lam)
+
+    def loss_params(self) -> LossParams:
+        return LossParams(
+            clip_epsilon=self.clip_epsilon,
+            entropy_coef=self.entropy_coef,
+            critic_coef=self.critic_coef,
+            critic_loss=self.critic_loss,
+            clip_value=self.clip_value,
+            normalize_advantage=self.normalize_advantage,
+        )
+
+    def update_params(self) -> UpdateParams:
+        return UpdateParams(
+            epochs=self.epochs,
+            minibatch_size=self.minibatch_size,
+            max_grad_norm=self.max_grad_norm,
+            lr=self.lr,
+        )
