@@ -148,7 +148,12 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             return 0
         if stop.requested():
             return stop.exit_code  # stopped before anything started
-        trainer = _build_trainer(cfg, state, path)  # a checkpoint is checked whole here
+        from ppo_torchrl.run.progress import ConsoleReporter
+        from ppo_torchrl.run.trainer import Trainer
+
+        trainer = Trainer(cfg, reporter=ConsoleReporter(), run_dir=path.parent if path else None)
+        if state is not None:  # weights that do not fit the stored config are refused here
+            trainer.load_state_dict(state, path)
         resume = state.get("tracking") if state else None
         trainer.tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}", resume=resume)
     except (ConfigError, TrackingError, CheckpointError) as err:
@@ -156,28 +161,10 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             trainer.collector.shutdown()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if state is not None:
-        print(f"resumed from {path} at {trainer.progress.frames:,} frames")
-    return _run(trainer, stop, args)
+    return _run(trainer, stop, args, resumed_from=path)
 
 
-def _build_trainer(cfg: PPOConfig, state: dict[str, Any] | None, path: Path | None) -> Any:
-    """The run's trainer, its state loaded from the checkpoint when resuming: weights that do
-    not fit the stored config are refused here, before any tracking run exists."""
-    from ppo_torchrl.run.progress import ConsoleReporter
-    from ppo_torchrl.run.trainer import Trainer
-
-    trainer = Trainer(cfg, reporter=ConsoleReporter(), run_dir=path.parent if path else None)
-    if state is not None:
-        try:
-            trainer.load_state_dict(state, path or "")
-        except CheckpointError:
-            trainer.collector.shutdown()
-            raise
-    return trainer
-
-
-def _run(trainer: Any, stop: StopSignal, args: Any) -> int:
+def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None) -> int:
     from ppo_torchrl.run.explain import explain, last_update_stats
 
     cfg, tracker = trainer.cfg, trainer.tracker
@@ -187,6 +174,8 @@ def _run(trainer: Any, stop: StopSignal, args: Any) -> int:
     )
     if tracker.run_id:
         print(f"MLflow run {tracker.run_id} in {tracker.uri}")
+    if resumed_from is not None:
+        print(f"resumed from {resumed_from} at {trainer.progress.frames:,} frames")
     try:
         result = trainer.run(should_stop=stop.requested)
     except KeyboardInterrupt:

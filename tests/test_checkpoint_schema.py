@@ -68,6 +68,9 @@ STATE_DAMAGE: dict[str, Damage] = {
         lambda s: s["optimizer"]["state"][0].__setitem__("exp_avg", torch.zeros(2))
     ),
     "optimizer over other tensors": changed(lambda s: s["optimizer"]["param_groups"][0]["params"].pop()),
+    "optimizer moments of a tensor that is not there": changed(
+        lambda s: s["optimizer"]["state"].__setitem__(99, s["optimizer"]["state"][0])
+    ),
     "progress of the wrong type": changed(lambda s: s.__setitem__("progress", [1, 2, 3])),
     "a progress counter that is text": changed(lambda s: s["progress"].__setitem__("frames", "1024")),
     "a torch RNG state that is not one": changed(lambda s: s["rng"].__setitem__("torch", torch.zeros(7))),

@@ -123,6 +123,8 @@ def check_weights(state: dict[str, Any], actor: nn.Module, critic: nn.Module, pa
     if sorted(indices) != list(range(len(params))):
         raise CheckpointError(f"{path}: optimizer state does not fit the networks ({len(params)} tensors)")
     for i, moments in per_param.items():
+        if i not in indices:
+            raise CheckpointError(f"{path}: optimizer state names tensor {i!r}, which the networks lack")
         for key, value in moments.items():
             if key != "step" and value.shape != params[i].shape:
                 raise CheckpointError(f"{path}: optimizer {key} of tensor {i} does not fit its weights")
