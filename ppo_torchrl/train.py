@@ -110,6 +110,11 @@ def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None, Path | None]:
         raise ConfigError("resume: --config cannot be combined with --resume (a run keeps its config)")
     path = checkpoint_path(args.resume)
     state = load_checkpoint(path)
+    if state["kind"] != "latest":
+        raise CheckpointError(
+            f"{path} holds the run at its best evaluation, not where it stands: resume the run from "
+            f"{path.with_name('last.pt')} (or its folder); evaluate or export {path.name} as it is"
+        )
     given = {name: getattr(args, name) for name in PPOConfig.field_names() if hasattr(args, name)}
     for name in given:
         if name not in SAFE_ON_RESUME:

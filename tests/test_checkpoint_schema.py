@@ -80,6 +80,10 @@ STATE_DAMAGE: dict[str, Damage] = {
     ),
     "tracking that is not a mapping": changed(lambda s: s.__setitem__("tracking", "run-123")),
     "an unknown field": changed(lambda s: s.__setitem__("notes", "hello")),
+    "an unknown kind": changed(lambda s: s.__setitem__("kind", "nightly")),
+    "evaluations without their seconds": changed(
+        lambda s: s["progress"].__setitem__("eval_points", [[2048, 9.0, 0.0, 2]])
+    ),
     "a future format": changed(lambda s: s.__setitem__("format_version", 99)),
 }
 FILE_DAMAGE: dict[str, Callable[[bytes], bytes]] = {
@@ -135,16 +139,18 @@ def test_resume_accepts_the_run_folder_and_format_1(good: Path, tmp_path: Path, 
     """A run folder stands for its last.pt; a format-1 checkpoint (which also held a copy of
     three progress fields under ``counters``) resumes as well."""
     state = raw(good)
-    frames = state["progress"]["frames"]
-    state.update(
-        format_version=1,
-        counters={k: state["progress"][k] for k in ("frames", "episodes", "updates")},
-    )
+    progress = state["progress"]
+    frames = progress["frames"]
+    # Format 1 as it was written: no kind, no best evaluation, evaluations without seconds.
+    del state["kind"], progress["best_frames"], progress["best_mean"]
+    progress["eval_points"] = [[p[0], *p[2:]] for p in progress["eval_points"]]
+    state.update(format_version=1, counters={k: progress[k] for k in ("frames", "episodes", "updates")})
     run = tmp_path / "old-run"
     run.mkdir()
     torch.save(state, run / "last.pt")
-    assert load_checkpoint(run)["progress"]["frames"] == frames
-    assert "counters" not in load_checkpoint(run)
+    migrated = load_checkpoint(run)
+    assert migrated["progress"]["frames"] == frames and migrated["kind"] == "latest"
+    assert "counters" not in migrated and all(p[1] is None for p in migrated["progress"]["eval_points"])
     argv = ["--resume", str(run), "--frames", str(frames + 1024), "--eval-episodes", "2", "--track"]
     assert train_main(argv) == 0
     assert load_checkpoint(run / "final.pt")["progress"]["frames"] == frames + 1024

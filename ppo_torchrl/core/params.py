@@ -50,3 +50,9 @@ class UpdateParams(Config):
     minibatch_size: int = config_field(64, "steps per gradient step", min=1)
     max_grad_norm: float = config_field(0.5, "gradient-norm clip (0 disables)", min=0.0)
     lr: float = config_field(3e-4, "Adam learning rate", gt=0.0)
+    target_kl: float | None = config_field(
+        None,
+        "stop the update's epochs early once a minibatch's KL(pi_old || pi) estimate (k3) exceeds "
+        "1.5 x target_kl, as SB3 does (none: always run every epoch)",
+        gt=0.0,
+    )

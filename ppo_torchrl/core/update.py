@@ -64,6 +64,7 @@ class PPOUpdate:
     minibatch_size: int
     max_grad_norm: float
     generator: torch.Generator | None = None
+    target_kl: float | None = None
 
     def _loss_keys(self) -> list:
         keys = self.loss_module.tensor_keys
@@ -85,40 +86,60 @@ class PPOUpdate:
             raise ValueError(
                 f"batch has {steps.numel()} valid steps, fewer than one minibatch ({self.minibatch_size})"
             )
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         per_step: list[TensorDictBase] = []
-        for _ in range(self.epochs):
+        for epoch in range(self.epochs):
             # One gather per epoch, then contiguous views: cheaper than indexing the
-            # TensorDict once per minibatch.
-            # Drawn on the CPU whatever the device, so a seed gives the same minibatches
-            # on every device (and a checkpoint's generator state resumes anywhere).
+            # TensorDict once per minibatch. Drawn on the CPU whatever the device, so a seed
+            # gives the same minibatches on every device (and a checkpoint resumes anywhere).
             order = torch.randperm(steps.numel(), generator=self.generator).to(steps.device)
-            shuffled = steps[order]
             n_full = steps.numel() // self.minibatch_size * self.minibatch_size
-            for minibatch in shuffled[:n_full].split(self.minibatch_size):
-                out = self.loss_module(minibatch)
-                loss = sum(v for k, v in out.items() if k.startswith("loss_"))
-                # A non-finite loss or gradient must never reach the parameters: stop before
-                # the optimizer step, so the weights (and checkpoints) stay the last good ones.
-                _check_finite(out, loss, None)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.max_grad_norm > 0:
-                    grad_norm = nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-                else:
-                    grad_norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-                _check_finite(out, loss, grad_norm)
-                self.optimizer.step()
-                out = out.detach()
-                out["loss_total"] = loss.detach()
-                out["grad_norm"] = grad_norm.detach()
+            for minibatch in steps[order][:n_full].split(self.minibatch_size):
+                out = self._step(minibatch, may_stop=bool(per_step))
+                if out is None:  # target_kl: the policy has moved far enough for this batch
+                    return self._metrics(per_step, steps, epochs_run=epoch + 1)
                 per_step.append(out)
+        return self._metrics(per_step, steps, epochs_run=self.epochs)
+
+    def _step(self, minibatch: TensorDictBase, may_stop: bool) -> TensorDictBase | None:
+        """One gradient step on the clipped loss; None, with no step taken, where target_kl
+        says the policy has already moved too far from the one that collected the batch."""
+        out = self.loss_module(minibatch)
+        loss = sum(v for k, v in out.items() if k.startswith("loss_"))
+        # A non-finite loss or gradient must never reach the parameters: stop before the
+        # optimizer step, so the weights (and checkpoints) stay the last good ones.
+        _check_finite(out, loss, None)
+        # k3 = mean(r - 1 - log r) >= 0, KL(pi_old || pi) as SB3 and CleanRL estimate it, from
+        # what ClipPPOLoss reports: mean_ratio = mean(r), kl_approx = k1 = -mean(log r). (k1
+        # alone runs negative here: the step fits the very samples it is measured on.)
+        out["kl_k3"] = (out["mean_ratio"] - 1 + out["kl_approx"]).detach()
+        # SB3's rule: stop, without this step, once the policy has moved that far.
+        if may_stop and self.target_kl is not None and float(out["kl_k3"]) > 1.5 * self.target_kl:
+            return None
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.max_grad_norm > 0:
+            grad_norm = nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        else:
+            grad_norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        _check_finite(out, loss, grad_norm)
+        self.optimizer.step()
+        out = out.detach()
+        out["loss_total"] = loss.detach()
+        out["grad_norm"] = grad_norm.detach()
+        return out
+
+    def _metrics(
+        self, per_step: list[TensorDictBase], steps: TensorDictBase, epochs_run: int
+    ) -> dict[str, float]:
+        """Loss metrics averaged over the steps taken, advantage statistics of the batch."""
         metrics = {k: float(v) for k, v in torch.stack(per_step).mean().items()}
         advantage = steps[self.loss_module.tensor_keys.advantage]
         metrics.update(
             advantage_mean=float(advantage.mean()),
             advantage_std=float(advantage.std()),
             gradient_steps=float(len(per_step)),
+            epochs_run=float(epochs_run),
         )
         return metrics
 
@@ -138,4 +159,5 @@ def make_update(
         minibatch_size=params.minibatch_size,
         max_grad_norm=params.max_grad_norm,
         generator=torch.Generator().manual_seed(seed),
+        target_kl=params.target_kl,
     )

@@ -3,16 +3,20 @@
 Format 2 holds, and nothing else:
 
     format_version  2
+    kind            "latest" (last.pt, final.pt: the run where it stands, resumable) or
+                    "best" (best.pt: the run at its best greedy evaluation; evaluate it,
+                    resume the run from its latest checkpoint)
     config          the run's PPOConfig, as a dict of fields
     actor, critic   the networks' state dicts
     optimizer       Adam's state dict (one group over actor then critic parameters)
-    progress        `Progress`: counters and history
+    progress        `Progress`: counters, history, evaluations (frames, seconds, mean, std, n)
     rng             {"torch": CPU RNG, "update": the minibatch shuffle generator, "cuda": or None}
     env             the torch-native envs' snapshot, or None (gymnasium cannot save its envs)
     episode_carry   [num_envs] returns of the episodes in flight, or None
     tracking        the tracker's state: run id, store URI, metrics not yet sent ({} untracked)
 
-Format 1 (which also held ``counters``, a copy of three progress fields) is read too.
+Format 1 (before the schema: a ``counters`` copy of three progress fields, no ``kind``, no
+best evaluation, evaluations without their training seconds) is read too.
 Writes are atomic (temporary file in the same folder, fsync, rename), so a crash or a kill
 during a save leaves the previous checkpoint intact rather than a torn file.
 `load_checkpoint` checks every field's presence, type and shape against the stored config;
@@ -39,7 +43,10 @@ if TYPE_CHECKING:
     from torch import nn
 
 FORMAT_VERSION = 2
-FIELDS = ("config", "actor", "critic", "optimizer", "progress", "rng", "env", "episode_carry", "tracking")
+FIELDS = (
+    "kind", "config", "actor", "critic", "optimizer", "progress", "rng", "env", "episode_carry", "tracking",
+)  # fmt: skip
+KINDS = ("latest", "best")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -85,7 +92,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a ppo_torchrl checkpoint")
     version = state.pop("format_version")
     if version == 1 and isinstance(state.get("counters"), dict):
-        del state["counters"]  # format 1 only differs by this copy of three progress fields
+        _from_format_1(state)
     elif version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version!r}, expected {FORMAT_VERSION}")
     missing = [f for f in FIELDS if f not in state]
@@ -98,6 +105,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (TypeError, ValueError, RuntimeError, KeyError) as err:
         raise CheckpointError(f"{path}: {_one_line(err)}") from None
     return state
+
+
+def _from_format_1(state: dict[str, Any]) -> None:
+    """Format 1 -> 2: drop the counters copy; every format-1 file was a run's latest state;
+    its evaluations had no training seconds and it tracked no best evaluation."""
+    del state["counters"]
+    state["kind"] = "latest"
+    progress = state.get("progress")
+    if isinstance(progress, dict):
+        progress.setdefault("best_frames", None)
+        progress.setdefault("best_mean", None)
+        points = progress.get("eval_points")
+        if isinstance(points, list):
+            progress["eval_points"] = [[p[0], None, *p[1:]] if len(p) == 4 else p for p in points]
 
 
 def config_from_checkpoint(state: dict[str, Any], path: str | Path = "") -> PPOConfig:
@@ -150,6 +171,8 @@ def load_policy(path: str | Path, device: torch.device | str | None = None) -> t
 
 # --- the fields, one check each ------------------------------------------------------------------
 def _check_fields(state: dict[str, Any]) -> None:
+    if state["kind"] not in KINDS:
+        raise ValueError(f"kind: {state['kind']!r} is not one of {', '.join(map(repr, KINDS))}")
     try:
         cfg = PPOConfig(**_typed(state["config"], dict, "config"))
     except ConfigError as err:
@@ -190,8 +213,8 @@ def _check_progress(progress: dict) -> None:
             value is None and "None" in str(kind)
         ):
             raise TypeError(f"progress: {name} is {type(value).__name__}, expected {kind}")
-    if not all(isinstance(p, (list, tuple)) and len(p) == 4 for p in progress["eval_points"]):
-        raise TypeError("progress: eval_points are not (frames, mean, std, episodes) rows")
+    if not all(isinstance(p, (list, tuple)) and len(p) == 5 for p in progress["eval_points"]):
+        raise TypeError("progress: eval_points are not (frames, seconds, mean, std, episodes) rows")
     if len(progress["episode_frames"]) != len(progress["episode_returns"]):
         raise ValueError("progress: episode_frames and episode_returns differ in length")
 

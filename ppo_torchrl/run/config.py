@@ -65,6 +65,7 @@ class PPOConfig(Config):
         UpdateParams, "minibatch_size", 512, help="frames per gradient step (must divide into the batch)"
     )
     max_grad_norm: float = field_like(UpdateParams, "max_grad_norm", 0.5)
+    target_kl: float | None = field_like(UpdateParams, "target_kl", None)
     hidden_sizes: tuple[int, ...] = _field((64, 64), "hidden layer widths of both MLPs")
     activation: str = _field(
         "tanh", "hidden activation of both MLPs: 'tanh' or 'relu'", choices=("tanh", "relu")
@@ -116,4 +117,5 @@ class PPOConfig(Config):
             minibatch_size=self.minibatch_size,
             max_grad_norm=self.max_grad_norm,
             lr=self.lr,
+            target_kl=self.target_kl,
         )

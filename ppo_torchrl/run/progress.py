@@ -71,6 +71,7 @@ class ConsoleReporter(QuietReporter):
         self._out = out
         self.show_bar = bar
         self.returns: list[float] = []
+        self.threshold: float | None = None
         self.bar = None
 
     @property
@@ -85,6 +86,7 @@ class ConsoleReporter(QuietReporter):
 
     def start(self, total_frames: int, threshold: float | None, earlier: list[float] | None = None) -> None:
         self.returns = list(earlier or [])
+        self.threshold = threshold
         if self.show_bar:
             from tqdm import tqdm
 
@@ -129,13 +131,42 @@ class ConsoleReporter(QuietReporter):
         lines += [
             f"Final greedy evaluation: {result.final_eval_mean:.1f} ± {result.final_eval_std:.1f}"
             f" over {result.eval_episodes} episodes"
-            + (f" (solved at {result.solved_at_frames:,} frames)" if result.solved else " (not solved)"),
+            + (
+                f" (first reached the threshold at {result.solved_at_frames:,} frames)"
+                if result.solved
+                else ""
+            ),
+            *_stability(result, self.threshold),
             f"Frames: {result.frames:,} in {result.episodes:,} episodes, {result.updates} updates",
             f"Wall time: {result.train_seconds:.1f} s training (+{result.eval_seconds:.1f} s evaluation)",
         ]
         if result.checkpoint:
             lines.append(f"Checkpoint: {result.checkpoint}")
+        if result.best_checkpoint:
+            lines.append(
+                f"Best greedy evaluation: {result.best_eval_mean:.1f} at {result.best_eval_frames:,} frames"
+                f" -> {result.best_checkpoint}"
+            )
         if result.run_id:
             lines.append(f"MLflow run: {result.run_id}")
         for line in lines:
             self._print(line)
+
+
+def _stability(result: TrainResult, threshold: float | None) -> list[str]:
+    """Whether the policy stayed solved: only a run that spent its whole budget can say."""
+    if threshold is None:
+        return []
+    if result.stable_solved_at_frames is not None:
+        seconds = result.stable_solved_at_seconds
+        when = f" ({seconds:.1f} s of training)" if seconds is not None else ""
+        return [
+            f"Stably solved from {result.stable_solved_at_frames:,} frames{when}: every greedy"
+            " evaluation from there to the end of the budget reached the threshold"
+        ]
+    if result.stopped_when_solved:
+        return [
+            "Stopped at the first evaluation that reached the threshold (--stop-when-solved): that"
+            " shows it solved once, not that it stays solved (--no-stop-when-solved spends the budget)"
+        ]
+    return ["Not stably solved: the last greedy evaluation of the budget is below the threshold"]

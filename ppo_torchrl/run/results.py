@@ -1,12 +1,39 @@
 """What a run counts and what it returns, as plain data: `Progress` (saved whole in every
 checkpoint) and `TrainResult`. Their own module, so that the trainer, the reporters, the
 explain walkthrough and the checkpoint schema can all read them without importing each other.
+
+Solved, two ways. *First crossing*: the first greedy evaluation whose mean reaches the
+threshold (what ``stop_when_solved`` stops at). *Stable*: the evaluation from which every
+later one, up to the end of the budget, stays at or above the threshold — it needs the whole
+budget spent, so a run that stopped at its first crossing has none.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class EvalPoint(NamedTuple):
+    """One greedy evaluation: when (frames, training seconds so far) and how well."""
+
+    frames: int
+    train_seconds: float | None  # None only for evaluations read from a format-1 checkpoint
+    mean: float
+    std: float
+    episodes: int
+
+
+def stable_solve(points: list[EvalPoint], threshold: float | None) -> EvalPoint | None:
+    """The first evaluation of the final unbroken run of evaluations >= ``threshold``
+    (None if the last evaluation is below it, or there is no threshold)."""
+    if threshold is None or not points or points[-1].mean < threshold:
+        return None
+    start = len(points) - 1
+    while start > 0 and points[start - 1].mean >= threshold:
+        start -= 1
+    return points[start]
 
 
 @dataclass
@@ -21,9 +48,20 @@ class Progress:
     solved_at: int | None = None
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    best_frames: int | None = None  # the evaluation best.pt holds
+    best_mean: float | None = None
     episode_frames: list[int] = field(default_factory=list)
     episode_returns: list[float] = field(default_factory=list)
-    eval_points: list[tuple[int, float, float, int]] = field(default_factory=list)  # frames, mean, std, n
+    eval_points: list[EvalPoint] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.eval_points = [EvalPoint(*p) for p in self.eval_points]  # rows read back from a checkpoint
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data for a checkpoint (lists and numbers only: checkpoints load weights-only)."""
+        state = asdict(self)
+        state["eval_points"] = [list(p) for p in self.eval_points]
+        return state
 
 
 @dataclass
@@ -41,9 +79,18 @@ class TrainResult:
     run_id: str | None
     checkpoint: str | None
     interrupted: bool = False
+    stopped_when_solved: bool = False  # ended at its first crossing, as --stop-when-solved asks
     last_update: dict[str, float] = field(default_factory=dict)  # the last update's metrics
+    evals: list[EvalPoint] = field(default_factory=list)
+    stable_solved_at_frames: int | None = None  # None: never, or the budget was not spent
+    stable_solved_at_seconds: float | None = None
+    best_eval_mean: float | None = None
+    best_eval_frames: int | None = None
+    best_checkpoint: str | None = None
 
     def summary(self) -> dict[str, Any]:
+        """What ``--summary-json`` writes: the outcome, both solved measures, the best
+        evaluation and the whole evaluation history."""
         keys = (
             "final_eval_mean",
             "final_eval_std",
@@ -51,6 +98,21 @@ class TrainResult:
             "train_seconds",
             "solved",
             "solved_at_frames",
+            "stable_solved_at_frames",
+            "stable_solved_at_seconds",
+            "best_eval_mean",
+            "best_eval_frames",
+            "best_checkpoint",
             "run_id",
         )
-        return {k: v for k, v in asdict(self).items() if k in keys}
+        out = {k: _finite(v) for k, v in asdict(self).items() if k in keys}
+        out["evals"] = [
+            {"frames": e.frames, "train_seconds": e.train_seconds, "mean": e.mean, "std": e.std}
+            for e in self.evals
+        ]
+        return out
+
+
+def _finite(value: Any) -> Any:
+    """NaN (no evaluation ran) as null, so the summary stays valid JSON."""
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from ppo_torchrl.run.episodes import EpisodeReturns
 from ppo_torchrl.run.errors import CheckpointError, TrainingError
 from ppo_torchrl.run.evaluation import EvalResult, evaluate_policy
 from ppo_torchrl.run.progress import QuietReporter, Stopwatch
-from ppo_torchrl.run.results import Progress, TrainResult
+from ppo_torchrl.run.results import EvalPoint, Progress, TrainResult, stable_solve
 from ppo_torchrl.run.tracking import NullTracker, Tracker
 
 
@@ -94,15 +93,17 @@ class Trainer:
         return self._run_dir
 
     # --- checkpoints ------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this run exactly where it stands (between batches)."""
+    def state_dict(self, kind: str = "latest") -> dict[str, Any]:
+        """Everything needed to continue this run exactly where it stands (between batches);
+        ``kind`` "best" marks the snapshot of its best evaluation (not to be resumed)."""
         cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return {
+            "kind": kind,
             "config": self.cfg.to_dict(),
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "progress": asdict(self.progress),
+            "progress": self.progress.to_state(),
             "rng": {
                 "torch": torch.get_rng_state(),
                 "update": self.ppo_update.generator.get_state(),
@@ -122,7 +123,6 @@ class Trainer:
         except (ValueError, KeyError, RuntimeError) as err:
             raise CheckpointError(f"{path}: optimizer state does not fit ({err})") from None
         self.progress = Progress(**state["progress"])
-        self.progress.eval_points = [tuple(p) for p in self.progress.eval_points]
         # Restore the envs through TorchRL's own reset path; where a backend cannot
         # restore its envs, the episodes in flight restart and their partial returns go.
         restored = restore_env(self.env, state["env"])
@@ -145,12 +145,19 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
     def evaluate(self) -> EvalResult:
+        """A greedy evaluation, off the training clock; a new best is kept as best.pt."""
         p = self.progress
         with self.clock.paused():
             started = time.perf_counter()
             result = evaluate_policy(self.actor, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed)
+            p.eval_points.append(
+                EvalPoint(p.frames, self.clock.seconds(), result.mean, result.std, len(result.returns))
+            )
+            if p.best_mean is None or result.mean > p.best_mean:
+                p.best_frames, p.best_mean = p.frames, result.mean
+                p.train_seconds = self.clock.seconds()
+                save_checkpoint(self.run_dir / "best.pt", self.state_dict(kind="best"))
             p.eval_seconds += time.perf_counter() - started
-        p.eval_points.append((p.frames, result.mean, result.std, len(result.returns)))
         self.tracker.log_metrics({"eval_return": result.mean}, step=p.frames)
         if self.threshold is not None and result.mean >= self.threshold and p.solved_at is None:
             p.solved_at = p.frames
@@ -185,6 +192,7 @@ class Trainer:
         self.checkpoint("last.pt")
         final = save_checkpoint(self.run_dir / "final.pt", self.state_dict())
         self.tracker.log_artifact(final, "checkpoints")
+        self.tracker.log_artifact(self.run_dir / "best.pt", "checkpoints")
         tracked = self.tracker.run_id is not None
         if tracked or self.cfg.plot:  # drawn only where someone will look at it
             self.tracker.log_artifact(self._plot())
@@ -247,7 +255,7 @@ class Trainer:
         return plot_learning_curve(
             p.episode_frames,
             p.episode_returns,
-            [e[:2] for e in p.eval_points],
+            [(e.frames, e.mean) for e in p.eval_points],
             self.threshold,
             self.run_dir / "learning_curve.png",
             f"PPO on {self.cfg.env} (seed {self.cfg.seed})",
@@ -255,7 +263,12 @@ class Trainer:
 
     def _result(self, metrics: dict[str, float], checkpoint: Path, interrupted: bool = False) -> TrainResult:
         p = self.progress
-        _, mean, std, n = p.eval_points[-1] if p.eval_points else (p.frames, math.nan, math.nan, 0)
+        last = p.eval_points[-1] if p.eval_points else EvalPoint(p.frames, None, math.nan, math.nan, 0)
+        mean, std, n = last.mean, last.std, last.episodes
+        # Stability needs the whole budget: a run stopped at its first crossing shows none.
+        stopped_when_solved = self.cfg.stop_when_solved and p.solved_at is not None
+        stable = None if interrupted or stopped_when_solved else stable_solve(p.eval_points, self.threshold)
+        best = self.run_dir / "best.pt"
         return TrainResult(
             final_eval_mean=mean,
             final_eval_std=std,
@@ -270,7 +283,14 @@ class Trainer:
             run_id=self.tracker.run_id,
             checkpoint=str(checkpoint),
             interrupted=interrupted,
+            stopped_when_solved=stopped_when_solved,
             last_update=metrics,
+            evals=list(p.eval_points),
+            stable_solved_at_frames=stable.frames if stable else None,
+            stable_solved_at_seconds=stable.train_seconds if stable else None,
+            best_eval_mean=p.best_mean,
+            best_eval_frames=p.best_frames,
+            best_checkpoint=str(best) if p.best_mean is not None and best.exists() else None,
         )
 
 
