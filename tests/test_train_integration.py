@@ -64,8 +64,15 @@ def test_training_clearly_beats_a_random_policy(tracked_run: dict) -> None:
         "train_seconds",
         "solved",
         "solved_at_frames",
+        "stable_solved_at_frames",
+        "stable_solved_at_seconds",
+        "best_eval_mean",
+        "best_eval_frames",
+        "best_checkpoint",
         "run_id",
+        "evals",
     }
+    assert s["evals"][-1]["mean"] == s["final_eval_mean"] and s["evals"][-1]["frames"] == s["frames"]
     assert s["frames"] <= BUDGET and s["frames"] % DEFAULTS.frames_per_batch == 0
     assert s["final_eval_mean"] > 5 * RANDOM_CARTPOLE_RETURN
     assert s["train_seconds"] > 0
@@ -115,7 +122,8 @@ def test_run_is_complete_in_the_store(tracked_run: dict) -> None:
     assert evals[-1].value == pytest.approx(tracked_run["summary"]["final_eval_mean"])
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "learning_curve.png", "checkpoints"} <= top
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/final.pt"]
+    logged = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")]
+    assert logged == ["checkpoints/best.pt", "checkpoints/final.pt"]
     config = client.download_artifacts(run.info.run_id, "config.yaml", str(tracked_run["folder"]))
     assert f"clip_epsilon: {DEFAULTS.clip_epsilon}" in Path(config).read_text()
 
