@@ -48,9 +48,10 @@ def run_process(cmd: list[str], cwd: str) -> tuple[int, float]:
     return code, usage.ru_maxrss / 1024
 
 
-def ours(seed: int, scratch: str) -> dict[str, Any]:
+def ours(seed: int, scratch: str, config: str | None = None) -> dict[str, Any]:
     summary = Path(scratch) / f"ours{seed}.json"
     cmd = [sys.executable, "-m", "ppo_torchrl.train", "--seed", str(seed), "--frames", str(BUDGET)]
+    cmd += ["--config", str(Path(config).resolve())] if config else []
     _, rss = run_process([*cmd, "--no-stop-when-solved", "--summary-json", str(summary)], scratch)
     s = json.loads(summary.read_text())
     return row(seed, [(e["frames"], e["train_seconds"], e["mean"]) for e in s["evals"]], rss)
@@ -194,15 +195,18 @@ def plot(record: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--config", help="a YAML of PPOConfig fields for our runs (default: the defaults)")
+    parser.add_argument("--out", default="bench_cartpole", help="results file stem in experiments/results")
     parser.add_argument("--sb3-worker", nargs=2, metavar=("SEED", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_worker:
         sb3_worker(int(args.sb3_worker[0]), Path(args.sb3_worker[1]))
         return
     rows: dict[str, list[dict[str, Any]]] = {"ppo_torchrl": [], "sb3": []}
+    runners = (("ppo_torchrl", lambda seed, scratch: ours(seed, scratch, args.config)), ("sb3", sb3))
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:  # interleaved, so machine noise hits both alike
-            for name, runner in (("ppo_torchrl", ours), ("sb3", sb3)):
+            for name, runner in runners:
                 r = runner(seed, scratch)
                 rows[name].append(r)
                 print(
@@ -216,6 +220,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "seeds": args.seeds,
         "budget_frames": BUDGET,
+        "ours_config": Path(args.config).read_text() if args.config else "defaults",
         "criterion": f"greedy 100-episode eval >= {THRESHOLD}, every {EVAL_EVERY} frames and at the end, "
         "eval off the clock; stable = from there on every evaluation >= threshold",
     }
@@ -226,8 +231,8 @@ def main() -> None:
         a, b = ours_s[f"median_{key}"], sb3_s[f"median_{key}"]
         record[f"ratio_median_{key}"] = a / b if a is not None and b else None
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_cartpole.json").write_text(json.dumps(record, indent=2) + "\n")
-    plot(record, RESULTS / "bench_cartpole.png")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(record, indent=2) + "\n")
+    plot(record, RESULTS / f"{args.out}.png")
     for name in rows:
         r = record[name]
         print(
@@ -239,7 +244,7 @@ def main() -> None:
         )
     print(
         f"ours/SB3, medians: stable {fmt(record['ratio_median_stable_seconds'], '.2f')}x time, "
-        f"{fmt(record['ratio_median_stable_frames'], '.2f')}x frames -> {RESULTS / 'bench_cartpole.json'}"
+        f"{fmt(record['ratio_median_stable_frames'], '.2f')}x frames -> {RESULTS / args.out}.json"
     )
 
 

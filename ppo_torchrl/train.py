@@ -177,6 +177,8 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None) -
         f"=== PPO on {cfg.env} ===  seed {cfg.seed}, {cfg.num_envs} envs, gamma {cfg.gamma}, "
         f"lambda {cfg.lam}, clip epsilon {cfg.clip_epsilon}, device {trainer.device}"
     )
+    if cfg.device == "auto" and trainer.device.type == "cuda":
+        print("device: auto chose CUDA; small MLPs are often faster on the CPU (--device cpu)")
     if tracker.run_id:
         print(f"MLflow run {tracker.run_id} in {tracker.uri}")
     if resumed_from is not None:

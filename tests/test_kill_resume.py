@@ -26,8 +26,18 @@ from tests.conftest import all_runs
 KILLS = 20
 BATCH = 1024
 BUDGET = 64 * BATCH
-# Wide layers make checkpoints a few MB, so that writes take long enough to be hit.
+# Wide layers make checkpoints a few MB, so that writes take long enough to be hit. The batch
+# shape is pinned (32 envs x 32 steps = BATCH, 3 epochs of 512), so that the workload of this
+# test does not follow the CartPole defaults.
 ARGS = [
+    "--num-envs",
+    "32",
+    "--rollout-steps",
+    "32",
+    "--epochs",
+    "3",
+    "--minibatch-size",
+    "512",
     "--frames",
     str(BUDGET),
     "--no-stop-when-solved",

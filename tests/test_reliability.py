@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
 from ppo_torchrl.run.checkpoint import load_checkpoint, save_checkpoint
+from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
@@ -88,6 +89,7 @@ def test_unusable_checkpoint_to_resume_is_one_line_exit_2(content, store: str, c
 
 
 # --- interrupt, resume, determinism --------------------------------------------------------------
+BATCH = PPOConfig().num_envs * PPOConfig().rollout_steps  # frames per update of the defaults
 RUN = [
     "--seed",
     "3",
@@ -116,7 +118,7 @@ def test_same_seed_gives_the_same_metric_history(uninterrupted, tmp_path: Path) 
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     again = histories(uri, json.loads((tmp_path / "s.json").read_text())["run_id"])
     assert again == histories(*uninterrupted)
-    assert len(again["loss_objective"]) == 12
+    assert len(again["loss_objective"]) == 12288 // BATCH
 
 
 def test_same_seed_gives_the_same_history_on_the_gymnasium_backend_too(tmp_path: Path) -> None:
@@ -127,7 +129,7 @@ def test_same_seed_gives_the_same_history_on_the_gymnasium_backend_too(tmp_path:
         proc = cli([*args, f"{name}.json"], tmp_path, uri)
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
         runs.append(histories(uri, json.loads((tmp_path / f"{name}.json").read_text())["run_id"]))
-    assert runs[0] == runs[1] and len(runs[0]["loss_objective"]) == 4
+    assert runs[0] == runs[1] and len(runs[0]["loss_objective"]) == 4096 // BATCH
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -233,7 +235,7 @@ def test_four_concurrent_runs_on_one_sqlite_store_all_complete(tmp_path: Path) -
     client = MlflowClient(uri)
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_objective")]
-        assert steps == list(range(1024, 6144 + 1, 1024))
+        assert steps == list(range(BATCH, 6144 + 1, BATCH))
 
 
 # --- fuzzed command line ----------------------------------------------------------------------

@@ -147,20 +147,20 @@ class Trainer:
     def evaluate(self) -> EvalResult:
         """A greedy evaluation, off the training clock; a new best is kept as best.pt."""
         p = self.progress
-        with self.clock.paused():
+        with self.clock.paused():  # evaluating, and keeping its best, is not training
             started = time.perf_counter()
             result = evaluate_policy(self.actor, self.cfg.env, self.cfg.eval_episodes, self.cfg.seed)
             p.eval_points.append(
                 EvalPoint(p.frames, self.clock.seconds(), result.mean, result.std, len(result.returns))
             )
+            self.tracker.log_metrics({"eval_return": result.mean}, step=p.frames)
+            if self.threshold is not None and result.mean >= self.threshold and p.solved_at is None:
+                p.solved_at = p.frames
             if p.best_mean is None or result.mean > p.best_mean:
                 p.best_frames, p.best_mean = p.frames, result.mean
                 p.train_seconds = self.clock.seconds()
                 save_checkpoint(self.run_dir / "best.pt", self.state_dict(kind="best"))
             p.eval_seconds += time.perf_counter() - started
-        self.tracker.log_metrics({"eval_return": result.mean}, step=p.frames)
-        if self.threshold is not None and result.mean >= self.threshold and p.solved_at is None:
-            p.solved_at = p.frames
         self.reporter.evaluation(p.frames, result, p.solved_at is not None)
         return result
 
