@@ -1,15 +1,18 @@
-"""Beyond CartPole: Acrobot-v1 (discrete) and Pendulum-v1 (continuous) against a random policy.
+"""Beyond CartPole: small envs of other kinds against a random policy, with their presets.
 
-    .venv/bin/python experiments/other_envs.py
+    .venv/bin/python experiments/other_envs.py [ENV_ID ...]
 
-Trains each env with its config file in experiments/ (no tracking), evaluates the greedy
-policy over 100 episodes, and measures a uniformly random policy over the same 100
-evaluation episodes. Writes experiments/results/other_envs.json.
+Acrobot-v1 (discrete actions), Pendulum-v1 (continuous), FrozenLake-v1 (Discrete
+observations) and Blackjack-v1 (Tuple observations). Trains each env with its preset
+(ppo_torchrl/presets/, no tracking), takes the run's final greedy evaluation (the
+preset's number of episodes), and measures a uniformly random policy over the same
+evaluation episodes. Updates experiments/results/other_envs.json env by env.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,11 +21,11 @@ import gymnasium as gym
 import numpy as np
 
 from ppo_torchrl import PPOConfig, train
-from ppo_torchrl.fields import load_config_file
 from ppo_torchrl.run.evaluation import EVAL_SEED_OFFSET
+from ppo_torchrl.run.presets import preset_file, resolve_preset
 
 HERE = Path(__file__).parent
-CONFIGS = {"Acrobot-v1": HERE / "acrobot.yaml", "Pendulum-v1": HERE / "pendulum.yaml"}
+ENVS = ("Acrobot-v1", "Pendulum-v1", "FrozenLake-v1", "Blackjack-v1")
 
 
 def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> tuple[float, float]:
@@ -41,16 +44,18 @@ def random_policy_return(env_id: str, episodes: int = 100, seed: int = 0) -> tup
 
 
 def main() -> None:
-    results = {"date": time.strftime("%Y-%m-%d"), "envs": {}}
-    for env_id, path in CONFIGS.items():
+    out = HERE / "results" / "other_envs.json"
+    results = json.loads(out.read_text()) if out.exists() else {"envs": {}}
+    for env_id in sys.argv[1:] or ENVS:
+        _, preset = resolve_preset("auto", env_id)
         with tempfile.TemporaryDirectory() as scratch:
-            cfg = PPOConfig(
-                **{**load_config_file(path, PPOConfig), "track": False, "checkpoint_dir": scratch}
-            )
+            cfg = PPOConfig(**{**preset, "env": env_id, "track": False, "checkpoint_dir": scratch})
             result = train(cfg)
-        rand_mean, rand_std = random_policy_return(env_id)
+        rand_mean, rand_std = random_policy_return(env_id, cfg.eval_episodes)
+        results["date"] = time.strftime("%Y-%m-%d")
         results["envs"][env_id] = {
-            "config": str(path.relative_to(HERE.parent)),
+            "config": str(preset_file(env_id).relative_to(HERE.parent)),
+            "eval_episodes": cfg.eval_episodes,
             "frames": result.frames,
             "train_seconds": round(result.train_seconds, 1),
             "greedy_eval_mean": result.final_eval_mean,
@@ -65,8 +70,7 @@ def main() -> None:
             f"{rand_mean:.1f} ± {rand_std:.1f}",
             flush=True,
         )
-    out = HERE / "results" / "other_envs.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+        out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"-> {out}")
 
 

@@ -26,7 +26,13 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
 
 def _metavar(kind: str) -> str:
-    for prefix, name in (("int", "INT"), ("float", "FLOAT"), ("tuple", "INT"), ("str", "STR")):
+    for prefix, name in (
+        ("int", "INT"),
+        ("float", "FLOAT"),
+        ("tuple", "INT"),
+        ("str", "STR"),
+        ("dict", "KEY=VALUE"),
+    ):
         if kind.startswith(prefix):
             return name
     return "VALUE"
@@ -55,19 +61,24 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config] = PPOCon
                 default=argparse.SUPPRESS,
                 help=help_text,
                 metavar=_metavar(kind),
-                nargs="+" if kind.startswith("tuple") else None,
+                nargs="+" if kind.startswith(("tuple", "dict")) else None,
             )
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items()) or "none"
     if isinstance(value, tuple):
         return " ".join(str(v) for v in value)
     return str(value)
 
 
-def config_from_args(args: argparse.Namespace, cls: type[Config] = PPOConfig) -> Any:
-    """Defaults, then the ``--config`` file, then flags given on the command line."""
-    values: dict[str, Any] = {}
+def config_from_args(
+    args: argparse.Namespace, cls: type[Config] = PPOConfig, base: dict[str, Any] | None = None
+) -> Any:
+    """Defaults, then ``base`` (a preset), then the ``--config`` file, then flags given on
+    the command line."""
+    values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None):
         values.update(load_config_file(args.config, cls))
     values.update({name: getattr(args, name) for name in cls.field_names() if hasattr(args, name)})

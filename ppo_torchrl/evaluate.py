@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from ppo_torchrl.run.evaluation import evaluate_policy
 
-    result = evaluate_policy(actor, cfg.env, args.episodes, args.seed)
+    result = evaluate_policy(actor, cfg.env, args.episodes, args.seed, cfg.env_kwargs)
     print(f"{cfg.env}: greedy return {result}")
     return 0
 

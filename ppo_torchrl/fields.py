@@ -23,7 +23,10 @@ class ConfigError(ValueError):
 
 def config_field(default: Any, help: str, **constraints: Any) -> Any:
     """A dataclass field with its help text and bounds (min, max, gt, lt, choices)."""
-    return field(default=default, metadata={"help": help, **constraints})
+    metadata = {"help": help, **constraints}
+    if isinstance(default, dict):  # a mutable default: each config gets its own copy
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def field_like(owner: type, name: str, default: Any, help: str | None = None) -> Any:
@@ -52,6 +55,8 @@ class Config:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
     return list(value) if isinstance(value, tuple) else value
 
 
@@ -64,6 +69,8 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         return value
     if kind.startswith("tuple"):
         return _check_sizes(name, value)
+    if kind.startswith("dict"):
+        return _check_mapping(name, value)
     if value is None and "None" in kind:
         return None
     if kind.startswith("int"):
@@ -139,6 +146,31 @@ def _check_sizes(name: str, value: Any) -> tuple[int, ...]:
     if min(sizes) < 1:
         raise ConfigError(f"{name}: layer widths must be >= 1 (got {value!r})")
     return sizes
+
+
+def _check_mapping(name: str, value: Any) -> dict[str, Any]:
+    """A mapping of names to plain values; from the command line, ``key=value`` words whose
+    values are read as YAML scalars (``is_slippery=false`` gives False, ``size=8`` gives 8)."""
+    import yaml
+
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = value.split()
+    if isinstance(value, (list, tuple)):
+        pairs: dict[str, Any] = {}
+        for word in value:
+            key, sep, text = str(word).partition("=")
+            if not sep or not key:
+                raise ConfigError(f"{name}: expected key=value (got {word!r})")
+            try:
+                pairs[key] = yaml.safe_load(text) if text else ""
+            except yaml.YAMLError:
+                pairs[key] = text
+        value = pairs
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        raise ConfigError(f"{name}: must be a mapping of argument names to values (got {value!r})")
+    return dict(value)
 
 
 def load_config_file(path: str | Path, cls: type[Config]) -> dict[str, Any]:

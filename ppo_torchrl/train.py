@@ -32,6 +32,7 @@ SAFE_ON_RESUME = (
     "checkpoint_every_frames",
     "track",
     "device",
+    "torch_threads",
     "plot",
 )
 
@@ -43,6 +44,13 @@ def build_parser() -> OneLineArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of PPOConfig fields; flags override it")
+    parser.add_argument(
+        "--preset",
+        default="auto",
+        metavar="NAME",
+        help="tuned fields for the env, under --config and flags: 'auto' (the env's own preset, "
+        "if it has one), 'none', an env id with a preset, or a YAML file (default: auto)",
+    )
     parser.add_argument(
         "--resume",
         metavar="CHECKPOINT",
@@ -99,15 +107,23 @@ class StopSignal:
         return 128 + (self.signum or signal.SIGINT)
 
 
-def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None, Path | None]:
-    """The run's config, and when resuming the checked checkpoint state and its file;
-    ConfigError or CheckpointError otherwise."""
+def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None, Path | None, str | None]:
+    """The run's config, its preset's name, and when resuming the checked checkpoint state
+    and its file; ConfigError or CheckpointError otherwise."""
     if not args.resume:
-        return config_from_args(args), None, None
+        from ppo_torchrl.fields import load_config_file
+        from ppo_torchrl.run.presets import resolve_preset
+
+        in_file = load_config_file(args.config, PPOConfig) if args.config else {}
+        env_id = getattr(args, "env", None) or in_file.get("env") or PPOConfig.env
+        preset, values = resolve_preset(args.preset, str(env_id))
+        return config_from_args(args, base=values), None, None, preset
     from ppo_torchrl.run.checkpoint import checkpoint_path, config_from_checkpoint, load_checkpoint
 
     if args.config:
         raise ConfigError("resume: --config cannot be combined with --resume (a run keeps its config)")
+    if args.preset != "auto":
+        raise ConfigError("resume: --preset cannot be combined with --resume (a run keeps its config)")
     path = checkpoint_path(args.resume)
     state = load_checkpoint(path)
     if state["kind"] != "latest":
@@ -123,7 +139,7 @@ def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None, Path | None]:
                 f"resume: --{name.replace('_', '-')} cannot change when resuming (allowed: {allowed})"
             )
     base = config_from_checkpoint(state, path)
-    return PPOConfig(**{**base.to_dict(), **given}), state, path
+    return PPOConfig(**{**base.to_dict(), **given}), state, path, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,16 +155,17 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
     args = build_parser().parse_args(argv)
     trainer = None
     try:
-        cfg, state, path = resolve(args)
+        cfg, state, path, preset = resolve(args)
         # torch and TorchRL load here, after the cheap checks.
         from ppo_torchrl.envs.factory import backend_for
         from ppo_torchrl.run.device import resolve_device
 
-        backend_for(cfg.env, cfg.env_backend)
+        backend_for(cfg.env, cfg.env_backend, cfg.env_kwargs)
         resolve_device(cfg.device)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
             raise ConfigError(f"summary-json: folder does not exist: {Path(args.summary_json).parent}")
         if args.dry_run:
+            print(f"preset: {preset or 'none'}")
             print("\n".join(f"{k}: {v}" for k, v in cfg.to_dict().items()))
             return 0
         if stop.requested():
@@ -166,10 +183,10 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             trainer.collector.shutdown()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return _run(trainer, stop, args, resumed_from=path)
+    return _run(trainer, stop, args, resumed_from=path, preset=preset)
 
 
-def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None) -> int:
+def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, preset: str | None) -> int:
     from ppo_torchrl.run.explain import explain, last_update_stats
 
     cfg, tracker = trainer.cfg, trainer.tracker
@@ -177,6 +194,8 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None) -
         f"=== PPO on {cfg.env} ===  seed {cfg.seed}, {cfg.num_envs} envs, gamma {cfg.gamma}, "
         f"lambda {cfg.lam}, clip epsilon {cfg.clip_epsilon}, device {trainer.device}"
     )
+    if preset:
+        print(f"preset: {preset} (its fields sit under --config and flags; --preset none turns it off)")
     if cfg.device == "auto" and trainer.device.type == "cuda":
         print("device: auto chose CUDA; small MLPs are often faster on the CPU (--device cpu)")
     if tracker.run_id:

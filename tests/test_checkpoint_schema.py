@@ -78,6 +78,17 @@ STATE_DAMAGE: dict[str, Damage] = {
     "episode returns for other envs": changed(
         lambda s: s.__setitem__("episode_carry", torch.zeros(5, dtype=torch.float64))
     ),
+    "reward statistics the config does not use": changed(
+        lambda s: s.__setitem__(
+            "reward_norm", {"returns": torch.zeros(1), "count": 1.0, "mean": 0.0, "var": 1.0}
+        )
+    ),
+    "a config normalising rewards without their statistics": changed(
+        lambda s: s["config"].__setitem__("normalize_rewards", True)
+    ),
+    "a config normalising observations its weights lack": changed(
+        lambda s: s["config"].__setitem__("normalize_observations", True)
+    ),
     "tracking that is not a mapping": changed(lambda s: s.__setitem__("tracking", "run-123")),
     "an unknown field": changed(lambda s: s.__setitem__("notes", "hello")),
     "an unknown kind": changed(lambda s: s.__setitem__("kind", "nightly")),
@@ -141,8 +152,9 @@ def test_resume_accepts_the_run_folder_and_format_1(good: Path, tmp_path: Path, 
     state = raw(good)
     progress = state["progress"]
     frames = progress["frames"]
-    # Format 1 as it was written: no kind, no best evaluation, evaluations without seconds.
-    del state["kind"], progress["best_frames"], progress["best_mean"]
+    # Format 1 as it was written: no kind, no best evaluation, evaluations without seconds,
+    # no reward normalisation.
+    del state["kind"], progress["best_frames"], progress["best_mean"], state["reward_norm"]
     progress["eval_points"] = [[p[0], *p[2:]] for p in progress["eval_points"]]
     state.update(format_version=1, counters={k: progress[k] for k in ("frames", "episodes", "updates")})
     run = tmp_path / "old-run"
@@ -155,6 +167,15 @@ def test_resume_accepts_the_run_folder_and_format_1(good: Path, tmp_path: Path, 
     assert train_main(argv) == 0
     assert load_checkpoint(run / "final.pt")["progress"]["frames"] == frames + 1024
     assert [r.info.status for r in all_runs(store)] == ["FINISHED"]
+
+
+def test_a_format_2_checkpoint_loads_without_reward_norm(good: Path, tmp_path: Path) -> None:
+    state = raw(good)
+    del state["reward_norm"]
+    state["format_version"] = 2
+    torch.save(state, tmp_path / "f2.pt")
+    assert load_checkpoint(tmp_path / "f2.pt")["reward_norm"] is None
+    assert evaluate_main([str(tmp_path / "f2.pt"), "--episodes", "2"]) == 0
 
 
 def test_a_checkpoint_loads_whatever_device_it_was_saved_from(good: Path) -> None:

@@ -3,25 +3,30 @@
 `make_env` returns a TorchRL ``EnvBase`` whose batch dimension is ``num_envs``, from one of
 two backends:
 
-- ``gymnasium``: TorchRL's ``GymWrapper`` over a gymnasium sync vector env; any env id.
+- ``gymnasium``: TorchRL's ``GymWrapper`` over a gymnasium sync vector env of
+  `make_gym_env` envs (any env id, its kwargs, observations encoded as gym_envs.py says).
   It steps on the CPU (gymnasium is NumPy); the collector moves data to the policy's device.
 - ``torch``: a torch-native batched copy of the env (CartPole-v1 only, see cartpole.py),
   checked against gymnasium's step for step by a spec; many times faster to step, and it
   runs on any torch device.
 
-``auto`` (the default) takes ``torch`` where a native copy exists. Rewards are the env's
-own; the trainer reads episode returns off the batches and scales rewards for learning.
+``auto`` (the default) takes ``torch`` where a native copy exists and no env kwargs change
+it. Rewards are the env's own; the trainer reads episode returns off the batches and
+scales (or normalises) rewards for learning.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import gymnasium as gym
 import torch
 from torchrl.envs import EnvBase, GymWrapper
 
 from ppo_torchrl.envs.cartpole import TorchCartPole
+from ppo_torchrl.envs.gym_envs import env_spec, make_gym_env
 from ppo_torchrl.fields import ConfigError
 
 TORCH_NATIVE_ENVS = {"CartPole-v1": TorchCartPole}
@@ -31,31 +36,23 @@ BACKENDS = ("auto", "gymnasium", "torch")
 logging.getLogger("torchrl").setLevel(logging.WARNING)
 
 
-def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The gymnasium registration of ``env_id``; ConfigError naming it when unknown."""
-    try:
-        return gym.spec(env_id)
-    except gym.error.Error:
-        raise ConfigError(
-            f"env: unknown gymnasium environment id {env_id!r} "
-            "(see gymnasium.pprint_registry() for the registered ids)"
-        ) from None
-
-
 def reward_threshold(env_id: str) -> float | None:
     """The mean return gymnasium's registration counts as solved (None where it sets none)."""
     return env_spec(env_id).reward_threshold
 
 
-def backend_for(env_id: str, backend: str = "auto") -> str:
+def backend_for(env_id: str, backend: str = "auto", env_kwargs: Mapping[str, Any] | None = None) -> str:
     """The training backend ``backend`` resolves to for ``env_id``; ConfigError if it cannot
     serve that env."""
     env_spec(env_id)
+    native = env_id in TORCH_NATIVE_ENVS and not env_kwargs
     if backend == "auto":
-        return "torch" if env_id in TORCH_NATIVE_ENVS else "gymnasium"
-    if backend == "torch" and env_id not in TORCH_NATIVE_ENVS:
-        native = ", ".join(TORCH_NATIVE_ENVS)
-        raise ConfigError(f"env_backend: 'torch' exists only for {native} (got env {env_id!r})")
+        return "torch" if native else "gymnasium"
+    if backend == "torch" and not native:
+        names = ", ".join(TORCH_NATIVE_ENVS)
+        raise ConfigError(
+            f"env_backend: 'torch' exists only for {names} without env_kwargs (got env {env_id!r})"
+        )
     return backend
 
 
@@ -66,12 +63,14 @@ def make_env(
     seed: int = 0,
     backend: str = "auto",
     device: torch.device | str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> EnvBase:
-    """A batched TorchRL env over ``num_envs`` copies of ``env_id``, seeded with ``seed``.
-    A torch-native env lives on ``device`` (default CPU); a gymnasium one always on the CPU."""
-    if backend_for(env_id, backend) == "torch":
+    """A batched TorchRL env over ``num_envs`` copies of ``env_id`` made with ``env_kwargs``,
+    seeded with ``seed``. A torch-native env lives on ``device`` (default CPU); a gymnasium
+    one always on the CPU."""
+    if backend_for(env_id, backend, env_kwargs) == "torch":
         return TORCH_NATIVE_ENVS[env_id](num_envs, seed=seed, device=device)
-    return _gymnasium_env(env_id, num_envs, seed)
+    return _gymnasium_env(env_id, num_envs, seed, env_kwargs or {})
 
 
 def snapshot_env(env: EnvBase) -> dict | None:
@@ -88,18 +87,32 @@ def restore_env(env: EnvBase, snapshot: dict | None) -> bool:
     return True
 
 
-def _gymnasium_env(env_id: str, num_envs: int, seed: int) -> EnvBase:
+class WithoutInfo(gym.Wrapper):
+    """Drops the sub-env's info dict. GymWrapper turns info entries into keys with specs
+    guessed from one dummy step; an entry whose type changes between reset and step
+    (FrozenLake's ``prob``: int, then float) breaks collection, and training reads none.
+    The vector env's own ``final_obs`` entry, which GymWrapper does need, is unaffected."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        observation, _ = self.env.reset(**kwargs)
+        return observation, {}
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        observation, reward, terminated, truncated, _ = self.env.step(action)
+        return observation, reward, terminated, truncated, {}
+
+
+def _gymnasium_env(env_id: str, num_envs: int, seed: int, env_kwargs: Mapping[str, Any]) -> EnvBase:
     """GymWrapper over gymnasium's in-process sync vector env.
 
     In-process beats worker processes for small, fast envs on a 2-core machine.
     GymWrapper needs autoreset mode SAME_STEP so that ``("next", "observation")`` holds the
     true final observation at a time-limit truncation, which GAE bootstraps from.
     """
-    vector_env = gym.make_vec(
-        env_id,
-        num_envs=num_envs,
-        vectorization_mode="sync",
-        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+    make_gym_env(env_id, env_kwargs).close()  # fail with one line here, not inside the vector env
+    vector_env = gym.vector.SyncVectorEnv(
+        [lambda: WithoutInfo(make_gym_env(env_id, env_kwargs))] * num_envs,
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     env = GymWrapper(vector_env, categorical_action_encoding=True)
     env.set_seed(seed)

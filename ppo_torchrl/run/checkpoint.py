@@ -1,8 +1,8 @@
 """Checkpoints on disk: one versioned schema, written atomically, read back checked whole.
 
-Format 2 holds, and nothing else:
+Format 3 holds, and nothing else:
 
-    format_version  2
+    format_version  3
     kind            "latest" (last.pt, final.pt: the run where it stands, resumable) or
                     "best" (best.pt: the run at its best greedy evaluation; evaluate it,
                     resume the run from its latest checkpoint)
@@ -13,10 +13,14 @@ Format 2 holds, and nothing else:
     rng             {"torch": CPU RNG, "update": the minibatch shuffle generator, "cuda": or None}
     env             the torch-native envs' snapshot, or None (gymnasium cannot save its envs)
     episode_carry   [num_envs] returns of the episodes in flight, or None
+    reward_norm     the reward normaliser's state (running returns [num_envs], count,
+                    mean, var), or None when rewards are not normalised
     tracking        the tracker's state: run id, store URI, metrics not yet sent ({} untracked)
 
-Format 1 (before the schema: a ``counters`` copy of three progress fields, no ``kind``, no
-best evaluation, evaluations without their training seconds) is read too.
+(Observation statistics are buffers of the networks, so they are in ``actor`` and ``critic``.)
+Format 2 (no ``reward_norm``) and format 1 (before the schema: a ``counters`` copy of three
+progress fields, no ``kind``, no best evaluation, evaluations without their training
+seconds) are read too.
 Writes are atomic (temporary file in the same folder, fsync, rename), so a crash or a kill
 during a save leaves the previous checkpoint intact rather than a torn file.
 `load_checkpoint` checks every field's presence, type and shape against the stored config;
@@ -42,9 +46,10 @@ from ppo_torchrl.run.results import Progress
 if TYPE_CHECKING:
     from torch import nn
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FIELDS = (
-    "kind", "config", "actor", "critic", "optimizer", "progress", "rng", "env", "episode_carry", "tracking",
+    "kind", "config", "actor", "critic", "optimizer", "progress", "rng", "env", "episode_carry",
+    "reward_norm", "tracking",
 )  # fmt: skip
 KINDS = ("latest", "best")
 
@@ -93,7 +98,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     version = state.pop("format_version")
     if version == 1 and isinstance(state.get("counters"), dict):
         _from_format_1(state)
-    elif version != FORMAT_VERSION:
+        version = 2
+    if version == 2:
+        state.setdefault("reward_norm", None)  # format 2 had no reward normalisation
+        version = 3
+    if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version!r}, expected {FORMAT_VERSION}")
     missing = [f for f in FIELDS if f not in state]
     extra = sorted(str(k) for k in state if k not in FIELDS)
@@ -158,10 +167,15 @@ def load_policy(path: str | Path, device: torch.device | str | None = None) -> t
 
     state = load_checkpoint(path)
     cfg = config_from_checkpoint(state, path)
-    env = make_env(cfg.env, 1, seed=cfg.seed, backend=cfg.env_backend)
+    env = make_env(cfg.env, 1, seed=cfg.seed, backend=cfg.env_backend, env_kwargs=cfg.env_kwargs)
     try:
         actor, critic = make_actor_critic(
-            env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation, device=device
+            env,
+            hidden_sizes=cfg.hidden_sizes,
+            activation=cfg.activation,
+            device=device,
+            normalize_observations=cfg.normalize_observations,
+            continuous_actions=cfg.continuous_actions,
         )
     finally:
         env.close()
@@ -188,7 +202,25 @@ def _check_fields(state: dict[str, Any]) -> None:
     carry = state["episode_carry"]
     if carry is not None and not _tensor_like(carry, (cfg.num_envs,), torch.float64):
         raise ValueError(f"episode_carry: not a float64 tensor of shape [{cfg.num_envs}]")
+    _check_reward_norm(state["reward_norm"], cfg.num_envs, cfg.normalize_rewards)
     _check_tracking(_typed(state["tracking"], dict, "tracking"))
+
+
+def _check_reward_norm(norm: Any, num_envs: int, expected: bool) -> None:
+    if norm is None:
+        if expected:
+            raise ValueError("reward_norm: missing, but the config normalises rewards")
+        return
+    _typed(norm, dict, "reward_norm")
+    if not expected:
+        raise ValueError("reward_norm: present, but the config does not normalise rewards")
+    if set(norm) != {"returns", "count", "mean", "var"}:
+        raise ValueError("reward_norm: expected returns, count, mean and var")
+    if not _tensor_like(norm["returns"], (num_envs,), torch.float64):
+        raise ValueError(f"reward_norm: returns is not a float64 tensor of shape [{num_envs}]")
+    for key in ("count", "mean", "var"):
+        if not isinstance(norm[key], float) or norm[key] != norm[key] or (key != "mean" and norm[key] < 0):
+            raise ValueError(f"reward_norm: {key} is not a valid number")
 
 
 def _check_optimizer(optimizer: dict) -> None:

@@ -14,6 +14,7 @@ validates itself on construction, so a bad value fails before any work.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.fields import Config, ConfigError, field_like
@@ -24,7 +25,10 @@ from ppo_torchrl.run.device import check_device_name
 @dataclass
 class PPOConfig(Config):
     # --- environment -------------------------------------------------------------------
-    env: str = _field("CartPole-v1", "gymnasium environment id")
+    env: str = _field("CartPole-v1", "gymnasium environment id (module:id imports the module first)")
+    env_kwargs: dict[str, Any] = _field(  # noqa: RUF009 (a dataclass field with a default_factory)
+        {}, "keyword arguments for gymnasium.make, as key=value words, e.g. map_name=8x8 is_slippery=false"
+    )
     seed: int = _field(0, "random seed for torch, the envs and evaluation", min=0)
     num_envs: int = _field(16, "parallel environments collected from", min=1)
     env_backend: str = _field(
@@ -33,12 +37,24 @@ class PPOConfig(Config):
         "(torch-native batched copy, CartPole-v1 only) or 'auto' (torch where it exists)",
         choices=("auto", "gymnasium", "torch"),
     )
+    torch_threads: int = _field(
+        1,
+        "CPU threads torch may use (0: torch's default, one per core). Small networks run as fast "
+        "or faster on one, and two runs side by side on two cores then do not fight",
+        min=0,
+    )
     device: str = _field(
         "auto",
         "where networks, loss, update and torch-native envs run: 'auto' (CUDA when present, "
         "else CPU), 'cpu', 'cuda' or 'cuda:N'",
     )
     reward_scale: float = _field(1.0, "multiplies rewards before GAE (returns are reported unscaled)", gt=0.0)
+    normalize_observations: bool = _field(
+        False, "normalise observations by their running mean and std (kept in the networks and checkpoints)"
+    )
+    normalize_rewards: bool = _field(
+        False, "divide rewards by the running std of the discounted return, as SB3's VecNormalize"
+    )
     # --- budget --------------------------------------------------------------------------
     frames: int = _field(
         100_000, "training budget in environment frames (anneal_lr decays the learning rate over it)", min=1
@@ -70,6 +86,12 @@ class PPOConfig(Config):
     )
     max_grad_norm: float = field_like(UpdateParams, "max_grad_norm", 0.5)
     target_kl: float | None = field_like(UpdateParams, "target_kl", 0.01)
+    continuous_actions: str = _field(
+        "tanh_normal",
+        "policy for Box actions: 'tanh_normal' (squashed into the bounds) or 'normal' (a Gaussian "
+        "whose samples the env clips to the bounds, as CleanRL and SB3; cheaper to sample)",
+        choices=("tanh_normal", "normal"),
+    )
     hidden_sizes: tuple[int, ...] = _field((64, 64), "hidden layer widths of both MLPs")
     activation: str = _field(
         "tanh", "hidden activation of both MLPs: 'tanh' or 'relu'", choices=("tanh", "relu")
