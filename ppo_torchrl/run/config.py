@@ -38,9 +38,9 @@ class PPOConfig(Config):
         choices=("auto", "gymnasium", "torch"),
     )
     torch_threads: int = _field(
-        1,
+        0,
         "CPU threads torch may use (0: torch's default, one per core). Small networks run as fast "
-        "or faster on one, and two runs side by side on two cores then do not fight",
+        "or faster on one, and two runs side by side then do not fight (the MuJoCo presets set 1)",
         min=0,
     )
     device: str = _field(

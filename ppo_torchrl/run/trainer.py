@@ -54,7 +54,7 @@ class Trainer:
         self.tracker: Tracker = tracker or NullTracker()  # may be replaced before `run`
         self.reporter = reporter or QuietReporter()
         self.device = resolve_device(cfg.device)
-        if cfg.torch_threads:  # process-wide; HalfCheetah beside another run: 5.9k vs 1.1k frames/s
+        if cfg.torch_threads:  # process-wide; HalfCheetah beside another process: 5.9k vs 1.1k frames/s
             torch.set_num_threads(cfg.torch_threads)
         self.threshold = (
             cfg.solved_threshold if cfg.solved_threshold is not None else reward_threshold(cfg.env)
