@@ -43,7 +43,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config] = PPOCon
     group = parser.add_argument_group(f"hyperparameters ({cls.__name__} fields)")
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         flag = "--" + f.name.replace("_", "-")
-        shown = f.metadata.get("shown_default", f.default)  # e.g. a default that depends on another field
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        shown = f.metadata.get("shown_default", default)  # e.g. a default that depends on another field
         help_text = f"{f.metadata['help']} (default: {_show(shown)})"
         kind = str(f.type)
         if kind.startswith("bool"):

@@ -31,6 +31,7 @@ def test_help_lists_every_config_field_with_default(capsys: pytest.CaptureFixtur
         flag = "--" + f.name.replace("_", "-")
         assert flag in flat, flag
         assert " ".join(f.metadata["help"].split()) in flat, f.name
+    assert "MISSING" not in flat and "(default: none)" in flat  # env_kwargs: an empty mapping
     for flag in (
         "--episodes",
         "--gamma",
