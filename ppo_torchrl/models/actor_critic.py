@@ -129,25 +129,19 @@ def _make_actor(
     n_act = int(action_spec.shape[-1])
     net = nn.Sequential(network(n_act, 0.01), AddStateIndependentNormalScale(n_act, scale_lb=1e-4))
     module = TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"])
-    bounded = (
+    squashed = (
         squash
         and isinstance(action_spec, Bounded)
         and bool(torch.isfinite(action_spec.space.low).all() and torch.isfinite(action_spec.space.high).all())
     )
-    if bounded:
-        kwargs = {"low": action_spec.space.low, "high": action_spec.space.high, "tanh_loc": False}
-        return ProbabilisticActor(
-            module,
-            in_keys=["loc", "scale"],
-            spec=action_spec,
-            distribution_class=TanhNormal,
-            distribution_kwargs=kwargs,
-            return_log_prob=True,
-        )
+    bounds = (
+        {"low": action_spec.space.low, "high": action_spec.space.high, "tanh_loc": False} if squashed else {}
+    )
     return ProbabilisticActor(
         module,
         in_keys=["loc", "scale"],
         spec=action_spec,
-        distribution_class=IndependentNormal,
+        distribution_class=TanhNormal if squashed else IndependentNormal,
+        distribution_kwargs=bounds,
         return_log_prob=True,
     )
