@@ -33,6 +33,9 @@ SAFE_ON_RESUME = (
     "track",
     "device",
     "torch_threads",
+    "collector",
+    "collectors",
+    "ray_address",
     "plot",
 )
 
@@ -158,9 +161,11 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         cfg, state, path, preset = resolve(args)
         # torch and TorchRL load here, after the cheap checks.
         from ppo_torchrl.envs.factory import backend_for
+        from ppo_torchrl.run.collection import check_collector
         from ppo_torchrl.run.device import resolve_device
 
         backend_for(cfg.env, cfg.env_backend, cfg.env_kwargs)
+        check_collector(cfg)
         resolve_device(cfg.device)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
             raise ConfigError(f"summary-json: folder does not exist: {Path(args.summary_json).parent}")
@@ -180,7 +185,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         trainer.tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}", resume=resume)
     except (ConfigError, TrackingError, CheckpointError) as err:
         if trainer is not None:
-            trainer.collector.shutdown()
+            trainer.collection.shutdown()
         print(f"error: {err}", file=sys.stderr)
         return 2
     return _run(trainer, stop, args, resumed_from=path, preset=preset)

@@ -235,9 +235,9 @@ def test_the_trainer_collects_with_the_very_networks_it_updates() -> None:
     from ppo_torchrl import Trainer
 
     trainer = Trainer(PPOConfig(num_envs=2, rollout_steps=8, minibatch_size=16, track=False, device="cpu"))
-    assert trainer.collector.policy is trainer.actor
+    assert trainer.collection.collector.policy is trainer.actor
     assert trainer.device == torch.device("cpu") and trainer.env.data_device == torch.device("cpu")
     assert trainer.env.device is None  # on the CPU it declares none, as TorchRL's CPU envs do
     assert trainer.env.reset()["observation"].device == trainer.device
     assert {p.device for p in trainer.loss_module.parameters()} == {trainer.device}
-    trainer.collector.shutdown()
+    trainer.collection.shutdown()

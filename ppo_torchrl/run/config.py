@@ -43,6 +43,21 @@ class PPOConfig(Config):
         "or faster on one, and two runs side by side then do not fight (the MuJoCo presets set 1)",
         min=0,
     )
+    collector: str = _field(
+        "single",
+        "where batches are collected: 'single' (in this process), 'processes' (TorchRL's "
+        "multi-process collector, one worker per --collectors) or 'ray' (TorchRL's Ray "
+        "collector: a local Ray instance, or the cluster at --ray-address / RAY_ADDRESS)",
+        choices=("single", "processes", "ray"),
+    )
+    collectors: int = _field(
+        1, "collector workers for 'processes' and 'ray'; num_envs is split evenly between them", min=1
+    )
+    ray_address: str | None = _field(
+        None,
+        "Ray cluster to collect on, e.g. 10.0.0.5:6379",
+        shown_default="RAY_ADDRESS if set, else a local Ray instance",
+    )
     device: str = _field(
         "auto",
         "where networks, loss, update and torch-native envs run: 'auto' (CUDA when present, "
@@ -112,6 +127,18 @@ class PPOConfig(Config):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_device_name(self.device)
+        if self.collector == "single" and self.collectors != 1:
+            raise ConfigError(
+                f"collectors: {self.collectors} workers need --collector processes or ray "
+                "(the single collector runs in this process)"
+            )
+        if self.num_envs % self.collectors:
+            raise ConfigError(
+                f"collectors: num_envs ({self.num_envs}) must split evenly between "
+                f"{self.collectors} collector workers"
+            )
+        if self.ray_address and self.collector != "ray":
+            raise ConfigError("ray_address: only used with --collector ray")
         batch = self.num_envs * self.rollout_steps
         if self.minibatch_size > batch:
             raise ConfigError(

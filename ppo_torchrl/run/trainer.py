@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchrl.collectors import Collector
+from torchrl.envs import EnvBase
 
 from ppo_torchrl.core.advantage import make_advantage
 from ppo_torchrl.core.loss import make_loss
@@ -31,6 +31,7 @@ from ppo_torchrl.envs.factory import make_env, restore_env, reward_threshold, sn
 from ppo_torchrl.models.actor_critic import make_actor_critic
 from ppo_torchrl.models.encoders import ObservationNorm
 from ppo_torchrl.run.checkpoint import check_weights, save_checkpoint
+from ppo_torchrl.run.collection import Collection
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.device import resolve_device
 from ppo_torchrl.run.episodes import EpisodeReturns
@@ -59,9 +60,12 @@ class Trainer:
         self.threshold = (
             cfg.solved_threshold if cfg.solved_threshold is not None else reward_threshold(cfg.env)
         )
-        self.env = make_env(
+        # The single collector steps this env; other backends build theirs in their workers,
+        # and one env here gives the networks their shapes.
+        single = cfg.collector == "single"
+        self.env: EnvBase | None = make_env(
             cfg.env,
-            cfg.num_envs,
+            cfg.num_envs if single else 1,
             seed=cfg.seed,
             backend=cfg.env_backend,
             device=self.device,
@@ -82,17 +86,10 @@ class Trainer:
         advantage = make_advantage(cfg.gae_params(), self.critic)
         self.ppo_update = make_update(cfg.update_params(), self.loss_module, advantage, seed=cfg.seed)
         self.optimizer = self.ppo_update.optimizer
-        on_cpu = self.device.type == "cpu" and self.env.device in (None, self.device)
-        self.collector = Collector(
-            self.env,
-            self.actor,
-            frames_per_batch=cfg.frames_per_batch,
-            total_frames=-1,  # the loop enforces the frame and episode budgets
-            auto_register_policy_transforms=False,
-            track_traj_ids=False,  # unused here, and ~10% of collection time
-            # The policy steps where its weights are; batches are stored there for the update.
-            **({} if on_cpu else {"policy_device": self.device, "storing_device": self.device}),
-        )
+        if not single:
+            self.env.close()
+            self.env = None
+        self.collection = Collection(cfg, self.actor, self.device, self.env)
         self.episode_returns = EpisodeReturns()
         self.progress = Progress(next_eval=cfg.eval_every_frames, next_checkpoint=cfg.checkpoint_every_frames)
         self._run_dir = Path(run_dir) if run_dir else None
@@ -126,7 +123,7 @@ class Trainer:
                 "update": self.ppo_update.generator.get_state(),
                 "cuda": cuda,
             },
-            "env": snapshot_env(self.env),
+            "env": snapshot_env(self.env) if self.env is not None else None,
             "episode_carry": self.episode_returns.carry,
             "reward_norm": self.reward_norm.state_dict() if self.reward_norm else None,
             "tracking": self.tracker.state(),
@@ -143,8 +140,8 @@ class Trainer:
         self.progress = Progress(**state["progress"])
         # Restore the envs through TorchRL's own reset path; where a backend cannot
         # restore its envs, the episodes in flight restart and their partial returns go.
-        restored = restore_env(self.env, state["env"])
-        self.collector.reset()
+        restored = self.env is not None and restore_env(self.env, state["env"])
+        self.collection.reset()
         carry = state["episode_carry"]
         self.episode_returns.carry = carry.to(self.device) if restored and carry is not None else None
         if self.reward_norm is not None:
@@ -193,16 +190,17 @@ class Trainer:
         self.clock = Stopwatch(already=p.train_seconds)
         metrics, interrupted = {}, False
         try:
-            batches = iter(self.collector)
+            batches = self.collection.batches()
             while not self.finished():
                 self.last_batch = next(batches)
                 metrics = self._learn(self.last_batch)
+                self.collection.sync_weights()
                 self._after_update()
                 if not self.finished() and should_stop():
                     interrupted = True
                     break
         finally:
-            self.collector.shutdown()
+            self.collection.shutdown()
         p.train_seconds = self.clock.stop()
         if interrupted:
             return self._result(metrics, self.checkpoint("last.pt"), interrupted=True)
