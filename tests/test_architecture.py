@@ -22,6 +22,7 @@ ENTRY_POINTS = {
     "ppo_torchrl",
     "ppo_torchrl.train",
     "ppo_torchrl.evaluate",
+    "ppo_torchrl.sweep",
     "ppo_torchrl.cli",
     "ppo_torchrl.rlhf.__main__",
 }

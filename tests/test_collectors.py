@@ -9,8 +9,8 @@ count through a checkpoint and resume, and CartPole solved from the command line
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -71,7 +71,8 @@ def test_workers_act_with_the_learners_current_weights(collector, tmp_path, requ
             assert batch.batch_size == (8, 32)
             with torch.no_grad():
                 mine = trainer.actor.get_dist(batch.select("observation").clone()).log_prob(batch["action"])
-            torch.testing.assert_close(mine, batch["action_log_prob"], msg=f"stale weights after {update} updates")
+            stale = f"stale weights after {update} updates"
+            torch.testing.assert_close(mine, batch["action_log_prob"], msg=stale)
             trainer._learn(batch)
             trainer.collection.sync_weights()
         # The workers' envs were seeded apart (seed + i * envs_per_worker): no two start alike.
@@ -104,7 +105,8 @@ def test_cartpole_solved_from_the_command_line(collector, tmp_path):
     summary = tmp_path / "summary.json"
     cmd = [sys.executable, "-m", "ppo_torchrl.train", "--env", "CartPole-v1", "--env-backend", "gymnasium",
            "--collector", collector, "--collectors", "2", "--frames", "20480", "--eval-every-frames", "4096",
-           "--eval-episodes", "20", "--no-track", "--checkpoint-dir", str(tmp_path), "--summary-json", str(summary)]  # fmt: skip
+           "--eval-episodes", "20", "--no-track", "--checkpoint-dir", str(tmp_path),
+           "--summary-json", str(summary)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(summary.read_text())
@@ -112,10 +114,12 @@ def test_cartpole_solved_from_the_command_line(collector, tmp_path):
     assert result["frames"] % 512 == 0 and result["frames"] <= 20480
 
 
-def run_train(*flags: str, env: dict[str, str] | None = None, code: str | None = None):
-    prog = code or "from ppo_torchrl.train import main; import sys; sys.exit(main(sys.argv[1:]))"
+RUN_TRAIN = "import sys; from ppo_torchrl.train import main; sys.exit(main(sys.argv[1:]))"
+
+
+def run_train(*flags: str, env: dict[str, str] | None = None, code: str = RUN_TRAIN):
     return subprocess.run(
-        [sys.executable, "-c", prog, "--no-track", *flags],
+        [sys.executable, "-c", code, "--no-track", *flags],
         capture_output=True,
         text=True,
         timeout=120,
@@ -125,7 +129,7 @@ def run_train(*flags: str, env: dict[str, str] | None = None, code: str | None =
 
 
 def test_ray_without_ray_installed_names_the_extra():
-    no_ray = "import sys; sys.modules['ray'] = None\nfrom ppo_torchrl.train import main; sys.exit(main(sys.argv[1:]))"
+    no_ray = "import sys; sys.modules['ray'] = None\n" + RUN_TRAIN
     done = run_train("--collector", "ray", "--collectors", "2", code=no_ray)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

@@ -105,7 +105,25 @@ class MatchPixels(_Matching):
         return float(int(action) == self.target)
 
 
+class CrashingCartPole(gym.Wrapper):
+    """CartPole whose simulator dies after ``CRASH_AFTER`` steps, as a remote simulator or a
+    flaky physics engine does: a trial that fails mid-training, for real."""
+
+    CRASH_AFTER = 100
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.steps = 0
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        self.steps += 1
+        if self.steps > self.CRASH_AFTER:
+            raise RuntimeError(f"simulator connection lost after {self.CRASH_AFTER} steps")
+        return self.env.step(action)
+
+
 TOYS = {
+    "CrashingCartPole-v0": CrashingCartPole,
     "MatchMultiDiscrete-v0": MatchMultiDiscrete,
     "MatchBits-v0": MatchBits,
     "MatchDict-v0": MatchDict,

@@ -66,7 +66,7 @@ class NullTracker:
         pass
 
 
-def _retry(call: Callable[[], T]) -> T:
+def retry_store_call(call: Callable[[], T]) -> T:
     """Run a store call, retrying with jittered exponential backoff while SQLite is busy
     (or while another process is creating the same tables or experiment)."""
     transient = ("database is locked", "database table is locked", "already exists", "unique constraint")
@@ -86,6 +86,8 @@ class MlflowTracker:
 
     ``resume`` (a tracker ``state()`` from a checkpoint) reopens that run instead of
     starting one: it is set RUNNING again and receives the metrics the checkpoint carried.
+    ``attach_run_id`` logs into a run someone else created (a sweep creates each trial's run
+    under its own, so that a trial that dies before it gets this far is still recorded).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class MlflowTracker:
         resume: dict[str, Any] | None = None,
         parent_run_id: str | None = None,
         params: dict[str, Any] | None = None,
+        attach_run_id: str | None = None,
     ) -> None:
         import mlflow
         from mlflow.entities import Param
@@ -108,16 +111,30 @@ class MlflowTracker:
         self._ended = False
         if resume and resume.get("run_id") and self._reopen(resume):
             return
-        experiment_id = _retry(lambda: self._experiment_id(cfg.experiment))
-        tags = {"ppo_torchrl.resumed_from": resume["run_id"]} if resume and resume.get("run_id") else {}
-        if parent_run_id:
-            tags["mlflow.parentRunId"] = parent_run_id  # shows as a nested run in the MLflow UI
-        run = _retry(lambda: self.client.create_run(experiment_id, run_name=run_name, tags=tags or None))
-        self.run_id: str | None = run.info.run_id
+        self.run_id: str | None = attach_run_id
+        if attach_run_id:  # a run made for us (a sweep's trial): it must exist in this store
+            from mlflow.exceptions import MlflowException
+
+            try:
+                retry_store_call(lambda: self.client.update_run(attach_run_id, status="RUNNING"))
+            except MlflowException as err:
+                reason = str(err).splitlines()[0]
+                raise TrackingError(
+                    f"tracking: cannot log to run {attach_run_id} in {self.uri} ({reason})"
+                ) from None
+        else:
+            experiment_id = retry_store_call(lambda: self._experiment_id(cfg.experiment))
+            tags = {"ppo_torchrl.resumed_from": resume["run_id"]} if resume and resume.get("run_id") else {}
+            if parent_run_id:
+                tags["mlflow.parentRunId"] = parent_run_id  # shows as a nested run in the MLflow UI
+            run = retry_store_call(
+                lambda: self.client.create_run(experiment_id, run_name=run_name, tags=tags or None)
+            )
+            self.run_id = run.info.run_id
         values = cfg.to_dict() if params is None else params
         batch = [Param(k, str(v)) for k, v in values.items()]
-        _retry(lambda: self.client.log_batch(self.run_id, params=batch, synchronous=True))
-        _retry(lambda: self.client.log_dict(self.run_id, values, "config.yaml"))
+        retry_store_call(lambda: self.client.log_batch(self.run_id, params=batch, synchronous=True))
+        retry_store_call(lambda: self.client.log_dict(self.run_id, values, "config.yaml"))
 
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -129,11 +146,11 @@ class MlflowTracker:
         from mlflow.exceptions import MlflowException
 
         try:
-            _retry(lambda: self.client.get_run(resume["run_id"]))
+            retry_store_call(lambda: self.client.get_run(resume["run_id"]))
         except MlflowException:
             return False  # another store: a new run, tagged with the one it continues
         self.run_id = resume["run_id"]
-        _retry(lambda: self.client.update_run(self.run_id, status="RUNNING"))
+        retry_store_call(lambda: self.client.update_run(self.run_id, status="RUNNING"))
         # Re-sending identical metrics (same timestamp) is a no-op in MLflow, so metrics
         # that were already flushed before the interruption are not duplicated.
         self._buffer = [Metric(*m) for m in resume.get("pending", [])]
@@ -149,7 +166,9 @@ class MlflowTracker:
     def flush(self) -> None:
         while self._buffer:  # MLflow takes at most 1000 metrics per batch
             chunk = self._buffer[:1000]
-            _retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk, synchronous=True))
+            retry_store_call(
+                lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+            )
             self._buffer = self._buffer[1000:]
 
     def state(self) -> dict[str, Any]:
@@ -160,7 +179,7 @@ class MlflowTracker:
         }
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        _retry(lambda: self.client.log_artifact(self.run_id, str(path), folder))
+        retry_store_call(lambda: self.client.log_artifact(self.run_id, str(path), folder))
 
     def end(self, status: str, flush: bool = True) -> None:
         if self._ended:
@@ -170,7 +189,7 @@ class MlflowTracker:
             if flush:
                 self.flush()
         finally:
-            _retry(lambda: self.client.set_terminated(self.run_id, status=status))
+            retry_store_call(lambda: self.client.set_terminated(self.run_id, status=status))
             self._ended = True
 
 
@@ -208,4 +227,9 @@ def _check_reachable(uri: str) -> None:
 
 
 def make_tracker(cfg: Config, run_name: str | None = None, resume: dict[str, Any] | None = None) -> Tracker:
-    return MlflowTracker(cfg, run_name, resume) if cfg.track else NullTracker()
+    """The run's tracker. ``MLFLOW_RUN_ID`` (MLflow's own convention, set by a sweep for each
+    trial) names an existing run to log into instead of a new one."""
+    if not cfg.track:
+        return NullTracker()
+    attach = None if resume and resume.get("run_id") else os.environ.get("MLFLOW_RUN_ID") or None
+    return MlflowTracker(cfg, run_name, resume, attach_run_id=attach)

@@ -1,0 +1,163 @@
+"""Statistics over seeds, as rliable recommends (Agarwal et al., 2021, "Deep RL at the Edge
+of the Statistical Precipice"): the mean and the interquartile mean (IQM: the mean of the
+middle 50% of runs, robust to one lucky or one broken seed), each with a 95% percentile
+bootstrap confidence interval over runs. With one task per grid point rliable's stratified
+bootstrap is a plain bootstrap over seeds, so this is NumPy and nothing else (rliable itself
+pins old arch/scipy releases). Learning curves: every seed's greedy evaluations against
+frames, their mean and a bootstrap band; a run that stopped early (``stop_when_solved``)
+holds its last evaluation, as the policy it ended with would.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPS = 10_000  # bootstrap resamples of the final scores (rliable's examples use 2,000 to 50,000)
+CURVE_REPS = 1_000  # per point of a learning curve
+
+
+def iqm(scores: Sequence[float]) -> float:
+    """Interquartile mean: drop the lowest and highest int(n/4) scores (scipy's trim_mean at
+    0.25, which rliable uses), average the rest."""
+    x = np.sort(np.asarray(scores, dtype=float))
+    cut = int(0.25 * len(x))
+    return float(x[cut : len(x) - cut].mean())
+
+
+def bootstrap_ci(
+    scores: Sequence[float],
+    statistic: Callable[[np.ndarray], float],
+    reps: int = REPS,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over resamples of ``scores`` (with
+    replacement, same size). One score gives a zero-width interval: there is nothing to resample."""
+    x = np.asarray(scores, dtype=float)
+    if len(x) == 1:
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(seed)
+    samples = x[rng.integers(0, len(x), size=(reps, len(x)))]
+    stats = np.array([statistic(s) for s in samples])
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def summarize(scores: Sequence[float]) -> dict[str, Any]:
+    """Mean and IQM of final scores with their 95% bootstrap intervals."""
+    if not scores:
+        return {"runs": 0}
+    return {
+        "runs": len(scores),
+        "mean": float(np.mean(scores)),
+        "mean_ci95": bootstrap_ci(scores, np.mean),
+        "iqm": iqm(scores),
+        "iqm_ci95": bootstrap_ci(scores, iqm),
+        "min": float(np.min(scores)),
+        "max": float(np.max(scores)),
+    }
+
+
+def curve_band(curves: Sequence[Sequence[tuple[int, float]]]) -> dict[str, list[float]]:
+    """Mean of several ``[(frames, return), ...]`` curves on the union of their frames, with
+    a 95% bootstrap band; each curve holds its value from its first point to the end."""
+    curves = [sorted(c) for c in curves if c]
+    frames = sorted({f for c in curves for f, _ in c})
+    mean, low, high = [], [], []
+    for i, f in enumerate(frames):
+        values = [v for v in (_value_at(c, f) for c in curves) if v is not None]
+        mean.append(float(np.mean(values)))
+        lo, hi = bootstrap_ci(values, np.mean, reps=CURVE_REPS, seed=i)
+        low.append(lo)
+        high.append(hi)
+    return {"frames": frames, "mean": mean, "low": low, "high": high}
+
+
+def _value_at(curve: list[tuple[int, float]], frames: int) -> float | None:
+    held = None
+    for f, v in curve:
+        if f > frames:
+            break
+        held = v
+    return held
+
+
+def plot_curves(
+    groups: dict[str, list[list[tuple[int, float]]]], threshold: float | None, path: Path, title: str
+) -> Path:
+    """Every seed (thin), and per group its mean with the 95% band, against frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for k, (label, curves) in enumerate(groups.items()):
+        color = f"C{k % 10}"
+        for c in curves:
+            if c:
+                ax.plot(*zip(*sorted(c), strict=True), color=color, alpha=0.35, linewidth=0.8)
+        band = curve_band(curves)
+        if band["frames"]:
+            ax.plot(
+                band["frames"],
+                band["mean"],
+                color=color,
+                linewidth=2,
+                label=f"{label} (mean of {sum(1 for c in curves if c)})",
+            )
+            ax.fill_between(band["frames"], band["low"], band["high"], color=color, alpha=0.2)
+    if threshold is not None:
+        ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
+    ax.set_xlabel("frames")
+    ax.set_ylabel("greedy evaluation return")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+TABLE_COLUMNS = (
+    "trial",
+    "seed",
+    "point",
+    "status",
+    "final_eval_mean",
+    "best_eval_mean",
+    "stable_solved_at_frames",
+    "frames",
+    "train_seconds",
+    "run_id",
+    "error",
+)
+
+
+def write_tables(trials: list[dict[str, Any]], folder: Path) -> tuple[Path, Path]:
+    """Every trial as ``trials.csv`` and ``trials.md``."""
+    rows = [{c: _cell(t.get(c)) for c in TABLE_COLUMNS} for t in trials]
+    csv_path, md_path = folder / "trials.csv", folder / "trials.md"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in TABLE_COLUMNS) + " |" for r in rows]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

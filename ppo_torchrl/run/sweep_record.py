@@ -1,0 +1,163 @@
+"""What a sweep leaves behind: one parent MLflow run with a nested run per trial, and in the
+sweep folder (and as the parent's artifacts) the trial table, the learning curves and the
+summary JSON with per-grid-point aggregates.
+
+The sweep makes each trial's MLflow run itself, before the trial starts, and the trial
+logs into it (``MLFLOW_RUN_ID``). So a trial that dies before its tracking starts (a bad
+value, a crash on import, a killed process) is still in the store: FAILED, with its
+one-line error as the ``error`` tag, never left RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ppo_torchrl.run.aggregate import plot_curves, summarize, write_tables
+from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.run.sweep import Trial
+from ppo_torchrl.run.tracking import MlflowTracker, retry_store_call
+
+FINAL_METRIC = "final_eval_mean"
+
+
+class SweepRecord:
+    def __init__(self, cfg: PPOConfig, folder: Path, params: dict[str, Any]) -> None:
+        """``cfg`` (the first trial's) says whether to track and in which experiment."""
+        self.cfg, self.folder = cfg, folder
+        self.parent: MlflowTracker | None = None
+        if cfg.track:
+            env_name = cfg.env.rpartition(":")[2]
+            self.parent = MlflowTracker(cfg, run_name=f"sweep-{env_name}-{folder.name}", params=params)
+            retry_store_call(
+                lambda: self.parent.client.set_tag(self.parent.run_id, "ppo_torchrl.sweep", str(folder))
+            )
+
+    @property
+    def run_id(self) -> str | None:
+        return self.parent.run_id if self.parent else None
+
+    @property
+    def uri(self) -> str | None:
+        return self.parent.uri if self.parent else None
+
+    def trial_env(self, trial: Trial) -> dict[str, str]:
+        """The trial's MLflow run, made now under the parent; the variables that point the
+        trial's process at it."""
+        if self.parent is None:
+            return {}
+        client, parent = self.parent.client, self.parent.run_id
+        experiment_id = retry_store_call(lambda: client.get_run(parent)).info.experiment_id
+        tags = {
+            "mlflow.parentRunId": parent,
+            "ppo_torchrl.trial": trial.name,
+            "ppo_torchrl.seed": str(trial.seed),
+        }
+        tags.update({f"ppo_torchrl.grid.{k}": v for k, v in trial.point.items()})
+        run = retry_store_call(lambda: client.create_run(experiment_id, run_name=trial.name, tags=tags))
+        trial.run_id = run.info.run_id
+        return {"MLFLOW_TRACKING_URI": self.parent.uri, "MLFLOW_RUN_ID": trial.run_id}
+
+    def trial_done(self, trial: Trial, outcome: dict[str, Any]) -> None:
+        """Record the trial's outcome; a failed trial's run ends FAILED with its error."""
+        code, summary = outcome.get("exit_code"), outcome.get("summary")
+        trial.outcome = {
+            "trial": trial.name,
+            "seed": trial.seed,
+            "point": trial.label,
+            "status": "FINISHED" if code == 0 else ("KILLED" if code in (130, 143) else "FAILED"),
+            "exit_code": code,
+            "run_id": trial.run_id,
+            "error": None if code == 0 else outcome.get("last_line") or f"exit status {code}",
+            **{
+                k: (summary or {}).get(k)
+                for k in (
+                    FINAL_METRIC,
+                    "best_eval_mean",
+                    "stable_solved_at_frames",
+                    "frames",
+                    "train_seconds",
+                    "solved",
+                )
+            },
+            "evals": [(e["frames"], e["mean"]) for e in (summary or {}).get("evals", [])],
+        }
+        if self.parent is None or trial.run_id is None or code == 0:
+            return
+        client, run_id = self.parent.client, trial.run_id
+        retry_store_call(lambda: client.set_tag(run_id, "error", trial.outcome["error"][:5000]))
+        run = retry_store_call(lambda: client.get_run(run_id))
+        if run.info.status == "RUNNING":  # the trial never got to end its run itself
+            if not run.data.params:
+                for key, value in {"seed": trial.seed, **trial.point}.items():
+                    retry_store_call(lambda k=key, v=value: client.log_param(run_id, k, v))
+            retry_store_call(lambda: client.set_terminated(run_id, status=trial.outcome["status"]))
+
+    def finish(self, trials: list[Trial], status: str, threshold: float | None) -> dict[str, Any]:
+        """Aggregates per grid point, the table, the curves and summary.json; all logged to
+        the parent run, which ends with ``status``."""
+        done = [t.outcome for t in trials if t.outcome]
+        points: dict[str, list[dict[str, Any]]] = {}
+        for t in trials:
+            points.setdefault(t.label, [])
+        for o in done:
+            points[o["point"]].append(o)
+        aggregates = {}
+        for label, rows in points.items():
+            scores = [r[FINAL_METRIC] for r in rows if r["status"] == "FINISHED" and _number(r[FINAL_METRIC])]
+            aggregates[label] = {
+                **summarize(scores),
+                "trials": len(rows),
+                "failed": sum(r["status"] != "FINISHED" for r in rows),
+            }
+        csv_path, md_path = write_tables(done, self.folder)
+        curves = {
+            label: [r["evals"] for r in rows if r["status"] == "FINISHED"] for label, rows in points.items()
+        }
+        png = plot_curves(
+            curves,
+            threshold,
+            self.folder / "learning_curves.png",
+            f"PPO on {self.cfg.env}: {len(done)} trials, mean and 95% bootstrap CI",
+        )
+        summary = {
+            "parent_run_id": self.run_id,
+            "tracking_uri": self.uri,
+            "status": status,
+            "metric": FINAL_METRIC,
+            "aggregates": aggregates,
+            "trials": done,
+        }
+        summary_path = self.folder / "summary.json"
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        if self.parent is not None:
+            metrics: dict[str, float] = {}
+            for label, agg in aggregates.items():
+                if agg["runs"]:
+                    prefix = "" if len(aggregates) == 1 else _metric_key(label) + "/"
+                    metrics.update(
+                        {
+                            f"{prefix}final_mean": agg["mean"],
+                            f"{prefix}final_mean_ci_low": agg["mean_ci95"][0],
+                            f"{prefix}final_mean_ci_high": agg["mean_ci95"][1],
+                            f"{prefix}final_iqm": agg["iqm"],
+                            f"{prefix}final_iqm_ci_low": agg["iqm_ci95"][0],
+                            f"{prefix}final_iqm_ci_high": agg["iqm_ci95"][1],
+                        }
+                    )
+            self.parent.log_metrics(metrics, step=0)
+            for path in (png, csv_path, md_path, summary_path):
+                self.parent.log_artifact(path)
+            self.parent.end(status)
+        return summary
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _metric_key(label: str) -> str:
+    """MLflow metric names allow letters, digits, ``_ - . / :`` and spaces: ``lr=0.001`` -> ``lr_0.001``."""
+    return "".join(c if c.isalnum() or c in "_-. :" else "_" for c in label)
