@@ -2,10 +2,14 @@
 of the Statistical Precipice"): the mean and the interquartile mean (IQM: the mean of the
 middle 50% of runs, robust to one lucky or one broken seed), each with a 95% percentile
 bootstrap confidence interval over runs. With one task per grid point rliable's stratified
-bootstrap is a plain bootstrap over seeds, so this is NumPy and nothing else (rliable itself
-pins old arch/scipy releases). Learning curves: every seed's greedy evaluations against
-frames, their mean and a bootstrap band; a run that stopped early (``stop_when_solved``)
-holds its last evaluation, as the policy it ended with would.
+bootstrap is a plain bootstrap over seeds, so this is NumPy and nothing else: rliable 1.2
+would bring arch, statsmodels, pandas and seaborn for it, and fails on import with pandas 3.
+experiments/check_rliable.py compares the two on the same scores: equal point estimates,
+intervals equal up to bootstrap noise (results/rliable_check.txt).
+
+Learning curves: every seed's greedy evaluations against frames, their mean and a bootstrap
+band; a run that stopped early (``stop_when_solved``) holds its last evaluation, as the
+policy it ended with would.
 """
 
 from __future__ import annotations
