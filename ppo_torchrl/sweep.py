@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            stop["signum"] = signum
-            pool.stop()
+            stop["signum"] = signum  # the loop stops the trials: Ray calls must not run in a handler
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -172,7 +171,11 @@ def _run(trials: list[Any], pool: Any, record: Any, folder: Path, workers: int, 
         + (f"; MLflow parent run {record.run_id} in {record.uri}" if record.run_id else ""),
         flush=True,
     )
+    stopping = False
     while (queue and not stop) or pool.running:
+        if stop and not stopping:
+            stopping = True
+            pool.stop()
         while queue and pool.running < workers and not stop:
             trial = queue.pop(0)
             env = {
@@ -201,11 +204,12 @@ def _threshold(cfg: Any) -> float | None:
 def _report(summary: dict[str, Any], folder: Path) -> None:
     print(f"\n=== sweep {summary['status']} ===  final greedy evaluation per grid point (95% bootstrap CI)")
     for label, agg in summary["aggregates"].items():
+        unfinished = ", ".join(f"{agg[k]} {k}" for k in ("failed", "killed") if agg[k])
         if not agg["runs"]:
-            print(f"{label}: no finished trial ({agg['failed']} failed)")
+            print(f"{label}: no finished trial ({unfinished})")
             continue
         (ml, mh), (il, ih) = agg["mean_ci95"], agg["iqm_ci95"]
-        failed = f", {agg['failed']} failed" if agg["failed"] else ""
+        failed = f", {unfinished}" if unfinished else ""
         print(
             f"{label}: mean {agg['mean']:.1f} [{ml:.1f}, {mh:.1f}]  IQM {agg['iqm']:.1f} [{il:.1f}, {ih:.1f}]"
             f"  over {agg['runs']} seeds{failed}"

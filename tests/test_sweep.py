@@ -78,16 +78,31 @@ def test_a_failed_trial_is_recorded_and_the_others_go_on(tmp_path):
     summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert summary["aggregates"]["env=CartPole-v1"]["runs"] == 1
     crashed_point = summary["aggregates"]["env=tests.toy_envs:CrashingCartPole-v0"]
-    assert crashed_point == {"runs": 0, "trials": 1, "failed": 1}
+    assert crashed_point == {"runs": 0, "trials": 1, "failed": 1, "killed": 0}
     assert "FAILED, RuntimeError: simulator connection lost" in done.stdout
 
 
-def test_sigterm_stops_the_trials_with_checkpoints_and_leaves_nothing_running(tmp_path):
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_sigterm_stops_the_trials_with_checkpoints_and_leaves_nothing_running(backend, tmp_path):
+    """On Ray the sweep starts as a shell's background job does (``sweep &``: SIGINT ignored,
+    inherited by the Ray instance it starts), where Ray's task cancel is a no-op unless the
+    task lets KeyboardInterrupt in."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "ppo_torchrl.sweep", "--sweep-dir", str(tmp_path / "sweep"),
-           "--seeds", "0-2", "--workers", "2", "--frames", "2000000", "--eval-every-frames", "0"]  # fmt: skip
+           "--backend", backend, "--seeds", "0-2", "--workers", "2", "--frames", "2000000",
+           "--eval-every-frames", "0"]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        preexec_fn=ignore_sigint if backend == "ray" else None,
     )
     logs = tmp_path / "sweep" / "logs"
     deadline = time.time() + 120
@@ -101,6 +116,7 @@ def test_sigterm_stops_the_trials_with_checkpoints_and_leaves_nothing_running(tm
     parent, children = runs(tmp_path)
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["KILLED", "KILLED"]  # the third never started
+    assert all(c.data.metrics["frames_per_second"] > 0 for c in children)  # they had been training
     assert len(list((tmp_path / "sweep" / "checkpoints").glob("*/last.pt"))) == 2
     summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert summary["status"] == "KILLED" and len(summary["trials"]) == 2

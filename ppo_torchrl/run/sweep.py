@@ -20,6 +20,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -133,6 +135,7 @@ def run_trial(
     (KeyboardInterrupt, which is also how Ray cancels a task) is passed on as one SIGTERM:
     the run writes a checkpoint and ends its MLflow run KILLED. ``started`` is handed the
     process (the local pool signals it directly)."""
+    _interruptible()
     with tempfile.TemporaryDirectory() as tmp:
         summary_path = Path(tmp) / "summary.json"
         local_log = Path(log_path).parent.is_dir()
@@ -150,7 +153,10 @@ def run_trial(
             if started is not None:
                 started(proc)
             try:
-                code = proc.wait()
+                # Polled, not proc.wait(): Ray cancels a task by raising KeyboardInterrupt in its
+                # thread, which a thread blocked in waitpid() would never see.
+                while (code := proc.poll()) is None:
+                    time.sleep(0.2)
             except BaseException:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait()
@@ -164,6 +170,17 @@ def run_trial(
         "summary": summary,
         "output": None if local_log else output[-200_000:],
     }
+
+
+def _interruptible() -> None:
+    """Let KeyboardInterrupt reach this thread. Ray cancels a task by simulating SIGINT, which
+    Python ignores where SIGINT was ignored at start-up: a Ray instance started from a
+    background job (``cmd &``, nohup) hands that to all its workers."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) in (
+        signal.SIG_IGN,
+        None,
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class LocalPool:
@@ -232,7 +249,9 @@ class RayPool:
             trial = self.pending.pop(ref)
             try:
                 out.append((trial, self.ray.get(ref)))
-            except (self.ray.exceptions.TaskCancelledError, self.ray.exceptions.RayTaskError) as err:
+            except self.ray.exceptions.TaskCancelledError:  # stop(): the trial got its SIGTERM
+                out.append((trial, {"exit_code": 143, "last_line": "stopped by the sweep", "summary": None}))
+            except self.ray.exceptions.RayTaskError as err:
                 line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
                 out.append((trial, {"exit_code": None, "last_line": line, "summary": None, "output": None}))
         return out

@@ -110,7 +110,8 @@ class SweepRecord:
             aggregates[label] = {
                 **summarize(scores),
                 "trials": len(rows),
-                "failed": sum(r["status"] != "FINISHED" for r in rows),
+                "failed": sum(r["status"] == "FAILED" for r in rows),
+                "killed": sum(r["status"] == "KILLED" for r in rows),
             }
         csv_path, md_path = write_tables(done, self.folder)
         curves = {
