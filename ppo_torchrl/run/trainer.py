@@ -10,7 +10,8 @@ weights, optimizer, counters, RNG states and the envs' own state. Between two ba
 whole run is in `state_dict()`, so a stop request, a checkpoint and a resume all happen
 there. Evaluation time is kept off the training clock: ``train_seconds`` is learning alone.
 Networks, loss, update and torch-native envs live on ``cfg.device``; gymnasium envs step
-on the CPU and the collector moves their data across.
+on the CPU and the collector moves their data across. The collector runs here, in worker
+processes or on Ray (collection.py); the loop cannot tell which.
 """
 
 from __future__ import annotations
