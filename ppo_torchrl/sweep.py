@@ -77,18 +77,24 @@ def main(argv: list[str] | None = None) -> int:
         from ppo_torchrl.run.sweep_record import SweepRecord
 
         pool = RayPool(threads) if args.backend == "ray" else LocalPool(args.workers)
-        params = {
-            "seeds": args.seeds,
-            "grid": " ".join(args.grid) or "none",
-            "workers": args.workers,
-            "backend": args.backend,
-            "train_flags": " ".join(passthrough) or "none",
-            "trials": len(trials),
-        }
-        record = SweepRecord(cfg, folder, params)
     except (ConfigError, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    params = {
+        "seeds": args.seeds,
+        "grid": " ".join(args.grid) or "none",
+        "workers": args.workers,
+        "backend": args.backend,
+        "train_flags": " ".join(passthrough) or "none",
+        "trials": len(trials),
+    }
+    try:
+        record = SweepRecord(cfg, folder, params)
+    except TrackingError as err:  # e.g. a tracking server that does not answer
+        pool.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
 
     def on_signal(signum: int, frame: Any) -> None:
         if not stop:
@@ -159,7 +165,6 @@ def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, i
         if cfg.torch_threads == 0:  # trials side by side must not each take every core
             trial.argv += ["--torch-threads", str(threads)]
         configs.append(cfg)
-    (folder / "logs").mkdir(parents=True, exist_ok=True)
     return trials, configs[0], folder, threads
 
 

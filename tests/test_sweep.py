@@ -142,3 +142,12 @@ def test_bad_input_is_one_line_and_starts_nothing(flags, message, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "sweeps").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_unreachable_tracking_server_is_one_line_and_starts_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: nothing answers
+    assert sweep_main(["--seeds", "0-1", "--frames", "512"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MLflow server at http://127.0.0.1:9 does not answer" in err[0], err
+    assert not (tmp_path / "sweeps").exists()
