@@ -23,6 +23,7 @@ ENTRY_POINTS = {
     "ppo_torchrl.train",
     "ppo_torchrl.evaluate",
     "ppo_torchrl.sweep",
+    "ppo_torchrl.export",
     "ppo_torchrl.cli",
     "ppo_torchrl.rlhf.__main__",
 }
