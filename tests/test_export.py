@@ -84,6 +84,14 @@ def test_onnx_and_torch_export_act_as_the_checkpoint(checkpoint, tmp_path, capsy
             np.testing.assert_array_equal(got, expected)
 
 
+@pytest.fixture(scope="module")
+def cartpole_checkpoint(tmp_path_factory) -> Path:
+    """One checkpoint for the bad-input tests (they fail before its contents matter)."""
+    folder = tmp_path_factory.mktemp("bad-input")
+    cfg = PPOConfig(track=False, frames=512, eval_every_frames=0, eval_episodes=1, checkpoint_dir=str(folder))
+    return Path(train(cfg, run_dir=folder / "run").checkpoint)
+
+
 def run_export(*args: str, code: str = "import sys; from ppo_torchrl.export import main; sys.exit(main())"):
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, cwd=ROOT
@@ -98,7 +106,8 @@ def run_export(*args: str, code: str = "import sys; from ppo_torchrl.export impo
         ("/proc/policy.onnx", "output: cannot write /proc/policy.onnx"),  # root cannot write there either
     ],
 )
-def test_bad_output_paths_are_one_line(target, message, tmp_path, checkpoint):
+def test_bad_output_paths_are_one_line(target, message, tmp_path, cartpole_checkpoint):
+    checkpoint = cartpole_checkpoint
     path = target if target.startswith("/") else str(tmp_path / target)
     done = run_export(str(checkpoint), "--onnx", path)
     assert done.returncode == 2 and done.stdout == ""
@@ -106,7 +115,8 @@ def test_bad_output_paths_are_one_line(target, message, tmp_path, checkpoint):
     assert len(lines) == 1 and message in lines[0], lines
 
 
-def test_a_missing_checkpoint_or_a_missing_extra_is_one_line(tmp_path, checkpoint):
+def test_a_missing_checkpoint_or_a_missing_extra_is_one_line(tmp_path, cartpole_checkpoint):
+    checkpoint = cartpole_checkpoint
     done = run_export(str(tmp_path / "nope.pt"), "--torch-export", str(tmp_path / "p.pt2"))
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"error: checkpoint not found: {tmp_path / 'nope.pt'}"
