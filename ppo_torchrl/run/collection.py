@@ -186,6 +186,12 @@ def _ray_init_config(address: str | None) -> dict[str, Any]:
         "ignore_reinit_error": True,
     }
     if not address:
-        paths = [os.getcwd(), *(p for p in sys.path if p and os.path.isdir(p))]
-        config["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+        config["runtime_env"] = local_runtime_env()
     return config
+
+
+def local_runtime_env() -> dict[str, Any]:
+    """Ray's runtime_env for a local instance: its workers import what this process imports
+    (the working directory, hence an env's ``module:`` prefix, included)."""
+    paths = [os.getcwd(), *(p for p in sys.path if p and os.path.isdir(p))]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}

@@ -224,9 +224,10 @@ class RayPool:
             "log_to_driver": False,
             "logging_level": "warning",
         }
-        if address is None:  # a local instance: workers import what this process imports
-            paths = [os.getcwd(), *(p for p in sys.path if p and os.path.isdir(p))]
-            options["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+        if address is None:
+            from ppo_torchrl.run.collection import local_runtime_env
+
+            options["runtime_env"] = local_runtime_env()
         try:
             ray.init(address=address, **options)
         except ConnectionError as err:
