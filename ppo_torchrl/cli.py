@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any, NoReturn
 
-from ppo_torchrl.fields import Config, load_config_file
+from ppo_torchrl.fields import Config, ConfigError, load_config_file
 from ppo_torchrl.run.config import PPOConfig
 
 
@@ -88,3 +89,19 @@ def config_from_args(
         if "None" in str(f.type) and isinstance(value, str) and value.lower() == "none":
             values[f.name] = None  # "--solved-threshold none" restores an optional default
     return cls(**values)
+
+
+def check_writable(path: Path) -> None:
+    """Try it (permission bits say nothing to root, nor about a read-only filesystem)."""
+    if path.is_dir():
+        raise ConfigError(f"output: {path} is a folder; give a file path")
+    if not path.parent.is_dir():
+        raise ConfigError(f"output: folder does not exist: {path.parent}")
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"output: cannot write {path} ({err.strerror or type(err).__name__})") from None
+    if not existed:
+        path.unlink()

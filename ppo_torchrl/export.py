@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.cli import OneLineArgumentParser
+from ppo_torchrl.cli import OneLineArgumentParser, check_writable
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.run.errors import CheckpointError
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"argument --samples: must be >= 1 (got {args.samples})")
     try:
         for path in filter(None, (args.onnx, args.torch_export)):
-            _check_writable(Path(path))
+            check_writable(Path(path))
         if args.onnx:
             _check_onnx_installed()
         from ppo_torchrl.run.checkpoint import load_policy  # torch: after the cheap checks
@@ -94,22 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def _check_writable(path: Path) -> None:
-    """Try it (permission bits say nothing to root, nor about a read-only filesystem)."""
-    if path.is_dir():
-        raise ConfigError(f"output: {path} is a folder; give a file path")
-    if not path.parent.is_dir():
-        raise ConfigError(f"output: folder does not exist: {path.parent}")
-    existed = path.exists()
-    try:
-        with path.open("ab"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"output: cannot write {path} ({err.strerror or type(err).__name__})") from None
-    if not existed:
-        path.unlink()
-
-
 def _check_onnx_installed() -> None:
     import importlib
 
@@ -125,31 +109,10 @@ def _check_onnx_installed() -> None:
 
 def _greedy_and_observations(cfg: Any, actor: Any, samples: int, seed: int) -> tuple[Any, Any]:
     """The greedy policy (Box actions clamped to the env's bounds) and real observations."""
-    import gymnasium as gym
-    import numpy as np
-    import torch
+    from ppo_torchrl.run.greedy_io import greedy_policy, sample_observations
 
-    from ppo_torchrl.envs.gym_envs import make_gym_env
-    from ppo_torchrl.models.greedy import GreedyPolicy
-
-    env = make_gym_env(cfg.env, cfg.env_kwargs)
-    try:
-        space = env.action_space
-        bounds = {}
-        if isinstance(space, gym.spaces.Box):
-            bounds = {"low": torch.as_tensor(space.low), "high": torch.as_tensor(space.high)}
-        space.seed(seed)
-        obs, _ = env.reset(seed=seed)
-        rows = []
-        for _ in range(samples):
-            rows.append(np.asarray(obs))
-            obs, _, terminated, truncated, _ = env.step(space.sample())
-            if terminated or truncated:
-                obs, _ = env.reset()
-    finally:
-        env.close()
-    policy = GreedyPolicy(actor, **bounds).eval()
-    return policy, torch.as_tensor(np.stack(rows))
+    policy = greedy_policy(actor, cfg.env, cfg.env_kwargs)
+    return policy, sample_observations(cfg.env, cfg.env_kwargs, samples, seed)
 
 
 def _onnx(policy: Any, observations: Any, path: str) -> Any:

@@ -132,7 +132,7 @@ def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, i
     from ppo_torchrl.run.collection import check_collector
     from ppo_torchrl.run.sweep import parse_grid, parse_seeds, plan
     from ppo_torchrl.train import build_parser as train_parser
-    from ppo_torchrl.train import resolve
+    from ppo_torchrl.train import check_outputs, resolve
 
     if args.workers < 1:
         raise ConfigError(f"workers: must be >= 1 (got {args.workers})")
@@ -158,6 +158,7 @@ def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, i
     for trial in trials:
         parsed = parser.parse_args(trial.argv)  # a bad train flag: one line, exit 2
         cfg, _, _, _ = resolve(parsed)
+        check_outputs(cfg)
         backend_for(cfg.env, cfg.env_backend, cfg.env_kwargs)
         check_collector(cfg)
         if not hasattr(parsed, "checkpoint_dir"):

@@ -37,6 +37,15 @@ SAFE_ON_RESUME = (
     "collectors",
     "ray_address",
     "plot",
+    "system_metrics",
+    "system_metrics_interval",
+    "log_model",
+    "register_model",
+    "model_alias",
+    "video",
+    "video_every_eval",
+    "video_format",
+    "video_episodes",
 )
 
 
@@ -145,6 +154,22 @@ def resolve(args: Any) -> tuple[PPOConfig, dict[str, Any] | None, Path | None, s
     return PPOConfig(**{**base.to_dict(), **given}), state, path, None
 
 
+def check_outputs(cfg: PPOConfig) -> None:
+    """What the end of the run will need, checked before it starts (ConfigError)."""
+    if cfg.track and cfg.log_model:
+        from ppo_torchrl.run.mlflow_model import check_registry_names
+
+        check_registry_names(cfg.register_model, cfg.model_alias)
+    if cfg.track and cfg.system_metrics:
+        from ppo_torchrl.run.system_metrics import check_system_metrics
+
+        check_system_metrics()
+    if cfg.video:  # renders a frame: headless from here on, before MuJoCo is first imported
+        from ppo_torchrl.run.video import check_video
+
+        check_video(cfg.env, cfg.env_kwargs, cfg.video_format)
+
+
 def main(argv: list[str] | None = None) -> int:
     stop = StopSignal()
     stop.install()  # first thing: a signal during start-up must not leave a traceback
@@ -160,6 +185,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
     try:
         cfg, state, path, preset = resolve(args)
         # torch and TorchRL load here, after the cheap checks.
+        check_outputs(cfg)
         from ppo_torchrl.envs.factory import backend_for
         from ppo_torchrl.run.collection import check_collector
         from ppo_torchrl.run.device import resolve_device

@@ -70,8 +70,13 @@ def test_training_clearly_beats_a_random_policy(tracked_run: dict) -> None:
         "best_eval_frames",
         "best_checkpoint",
         "run_id",
+        "model_uri",
+        "registered_model",
+        "videos",
         "evals",
     }
+    assert s["model_uri"] == f"runs:/{s['run_id']}/policy" and s["registered_model"] is None
+    assert s["videos"] == []  # none unless asked for
     assert s["evals"][-1]["mean"] == s["final_eval_mean"] and s["evals"][-1]["frames"] == s["frames"]
     assert s["frames"] <= BUDGET and s["frames"] % DEFAULTS.frames_per_batch == 0
     assert s["final_eval_mean"] > 5 * RANDOM_CARTPOLE_RETURN

@@ -123,6 +123,29 @@ class PPOConfig(Config):
     plot: bool = _field(
         False, "keep learning_curve.png in the run folder when not tracking (tracked runs always log it)"
     )
+    system_metrics: bool = _field(
+        True, "log MLflow's system metrics (CPU, memory, disk, network; GPU with nvidia-ml-py) while tracking"
+    )
+    system_metrics_interval: float = _field(
+        10.0, "seconds between system-metric samples (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL wins)", gt=0.0
+    )
+    # --- what a finished run leaves behind ---------------------------------------------------------
+    log_model: bool = _field(
+        True, "log the greedy policy as an MLflow model named 'policy' at the end of a tracked run"
+    )
+    register_model: str | None = _field(
+        None, "also register that model in MLflow's model registry under this name, with --model-alias"
+    )
+    model_alias: str = _field("newest", "registry alias set on the version a run registers")
+    video: bool = _field(
+        False, "record the greedy policy at the final evaluation (videos/ in the run folder and MLflow)"
+    )
+    video_every_eval: bool = _field(False, "with --video, record at every evaluation, not only the last")
+    video_format: str = _field(
+        "gif", "video file format: 'gif' (shown in MLflow's UI) or 'mp4' (every frame, smaller)",
+        choices=("gif", "mp4"),
+    )  # fmt: skip
+    video_episodes: int = _field(1, "greedy episodes per video", min=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +160,10 @@ class PPOConfig(Config):
                 f"collectors: num_envs ({self.num_envs}) must split evenly between "
                 f"{self.collectors} collector workers"
             )
+        if self.register_model is not None and not (self.track and self.log_model):
+            raise ConfigError("register_model: needs a tracked run that logs its model (--track --log-model)")
+        if self.video_every_eval and not self.video:
+            raise ConfigError("video_every_eval: needs --video")
         if self.ray_address and self.collector != "ray":
             raise ConfigError("ray_address: only used with --collector ray")
         batch = self.num_envs * self.rollout_steps

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from ppo_torchrl.run.evaluation import EvalResult
     from ppo_torchrl.run.results import TrainResult
+    from ppo_torchrl.run.video import Video
 
 EPISODE_LINE_EVERY = 10
 
@@ -60,6 +61,9 @@ class QuietReporter:
         pass
 
     def evaluation(self, frames: int, result: EvalResult, solved: bool) -> None:
+        pass
+
+    def video(self, video: Video) -> None:
         pass
 
     def finish(self, result: TrainResult) -> None:
@@ -115,6 +119,9 @@ class ConsoleReporter(QuietReporter):
     def evaluation(self, frames: int, result: EvalResult, solved: bool) -> None:
         self._print(f"[eval @ {frames:,} frames] greedy return {result}" + (" -> solved" if solved else ""))
 
+    def video(self, video: Video) -> None:
+        self._print(f"[video] {video}")
+
     def finish(self, result: TrainResult) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -149,6 +156,9 @@ class ConsoleReporter(QuietReporter):
             )
         if result.run_id:
             lines.append(f"MLflow run: {result.run_id}")
+        if result.model_uri:
+            registered = f"; registered as {result.registered_model}" if result.registered_model else ""
+            lines.append(f"MLflow model: {result.model_uri}{registered}")
         for line in lines:
             self._print(line)
 

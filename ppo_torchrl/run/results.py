@@ -87,6 +87,9 @@ class TrainResult:
     best_eval_mean: float | None = None
     best_eval_frames: int | None = None
     best_checkpoint: str | None = None
+    videos: list[str] = field(default_factory=list)  # the run folder's videos/
+    model_uri: str | None = None  # runs:/<run id>/policy, when the run logged its MLflow model
+    registered_model: str | None = None  # "NAME version N (alias A)"
 
     def summary(self) -> dict[str, Any]:
         """What ``--summary-json`` writes: the outcome, both solved measures, the best
@@ -104,6 +107,9 @@ class TrainResult:
             "best_eval_frames",
             "best_checkpoint",
             "run_id",
+            "model_uri",
+            "registered_model",
+            "videos",
         )
         out = {k: _finite(v) for k, v in asdict(self).items() if k in keys}
         out["evals"] = [

@@ -42,6 +42,7 @@ class Tracker(Protocol):
     def flush(self) -> None: ...
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None: ...
     def state(self) -> dict[str, Any]: ...
+    def log_model(self, policy: Any, observations: Any, register_as: str | None, alias: str) -> Any: ...
     def end(self, status: str, flush: bool = True) -> None: ...
 
 
@@ -61,6 +62,9 @@ class NullTracker:
 
     def state(self) -> dict[str, Any]:
         return {}
+
+    def log_model(self, policy: Any, observations: Any, register_as: str | None, alias: str) -> Any:
+        return None
 
     def end(self, status: str, flush: bool = True) -> None:
         pass
@@ -109,7 +113,9 @@ class MlflowTracker:
             self.client = MlflowClient(self.uri)
         self._buffer: list[Any] = []
         self._ended = False
+        self._system_metrics: Any = None
         if resume and resume.get("run_id") and self._reopen(resume):
+            self._start_system_metrics(cfg, resumed=True)
             return
         self.run_id: str | None = attach_run_id
         if attach_run_id:  # a run made for us (a sweep's trial): it must exist in this store
@@ -135,6 +141,14 @@ class MlflowTracker:
         batch = [Param(k, str(v)) for k, v in values.items()]
         retry_store_call(lambda: self.client.log_batch(self.run_id, params=batch, synchronous=True))
         retry_store_call(lambda: self.client.log_dict(self.run_id, values, "config.yaml"))
+        self._start_system_metrics(cfg, resumed=False)
+
+    def _start_system_metrics(self, cfg: Config, resumed: bool) -> None:
+        if getattr(cfg, "system_metrics", False):
+            from ppo_torchrl.run.system_metrics import SystemMetrics
+
+            interval = cfg.system_metrics_interval  # type: ignore[attr-defined]
+            self._system_metrics = SystemMetrics(self.run_id, self.uri, interval, resume=resumed)
 
     def _experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -181,11 +195,20 @@ class MlflowTracker:
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         retry_store_call(lambda: self.client.log_artifact(self.run_id, str(path), folder))
 
+    def log_model(self, policy: Any, observations: Any, register_as: str | None, alias: str) -> Any:
+        """Log the greedy policy as this run's MLflow model (mlflow_model.py); registered too
+        when ``register_as`` names a registered model."""
+        from ppo_torchrl.run.mlflow_model import log_policy
+
+        return log_policy(self.client, self.run_id, policy, observations, register_as, alias)
+
     def end(self, status: str, flush: bool = True) -> None:
         if self._ended:
             return
         assert status in RUN_STATUSES, status
         try:
+            if self._system_metrics is not None:  # before the status: it stops at a run not RUNNING
+                self._system_metrics.finish()
             if flush:
                 self.flush()
         finally:

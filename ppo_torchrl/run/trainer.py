@@ -38,6 +38,7 @@ from ppo_torchrl.run.device import resolve_device
 from ppo_torchrl.run.episodes import EpisodeReturns
 from ppo_torchrl.run.errors import CheckpointError, TrainingError
 from ppo_torchrl.run.evaluation import EvalResult, evaluate_policy
+from ppo_torchrl.run.outputs import log_policy_model, plot_run, record_run_video, run_videos
 from ppo_torchrl.run.progress import QuietReporter, Stopwatch
 from ppo_torchrl.run.results import EvalPoint, Progress, TrainResult, stable_solve
 from ppo_torchrl.run.reward_norm import RewardNormalizer
@@ -179,6 +180,8 @@ class Trainer:
                 p.best_frames, p.best_mean = p.frames, result.mean
                 p.train_seconds = self.clock.seconds()
                 save_checkpoint(self.run_dir / "best.pt", self.state_dict(kind="best"))
+            if cfg.video_every_eval:
+                self._video(f"eval-{p.frames:09d}")
             p.eval_seconds += time.perf_counter() - started
         self.reporter.evaluation(p.frames, result, p.solved_at is not None)
         return result
@@ -207,6 +210,8 @@ class Trainer:
             return self._result(metrics, self.checkpoint("last.pt"), interrupted=True)
         if not p.eval_points or p.eval_points[-1][0] != p.frames:
             self.evaluate()
+        if self.cfg.video and not self.cfg.video_every_eval:  # (that one filmed every evaluation)
+            self._video("final")
         # last.pt always holds the latest state, so a resume after a kill in the lines below
         # finds the run complete instead of training (and logging) its end again.
         self.checkpoint("last.pt")
@@ -215,8 +220,11 @@ class Trainer:
         self.tracker.log_artifact(self.run_dir / "best.pt", "checkpoints")
         tracked = self.tracker.run_id is not None
         if tracked or self.cfg.plot:  # drawn only where someone will look at it
-            self.tracker.log_artifact(self._plot())
+            self.tracker.log_artifact(plot_run(self.cfg, p, self.threshold, self.run_dir))
+        logged = log_policy_model(self.tracker, self.actor, self.cfg) if self.cfg.log_model else None
         result = self._result(metrics, final)
+        if logged is not None:
+            result.model_uri, result.registered_model = logged.uri, logged.registered
         self.reporter.finish(result)
         return result
 
@@ -272,18 +280,10 @@ class Trainer:
             p.next_checkpoint += cfg.checkpoint_every_frames
             self.checkpoint("last.pt")
 
-    def _plot(self) -> Path:
-        from ppo_torchrl.run.plots import plot_learning_curve  # matplotlib: only when drawn
-
-        p = self.progress
-        return plot_learning_curve(
-            p.episode_frames,
-            p.episode_returns,
-            [(e.frames, e.mean) for e in p.eval_points],
-            self.threshold,
-            self.run_dir / "learning_curve.png",
-            f"PPO on {self.cfg.env} (seed {self.cfg.seed})",
-        )
+    def _video(self, name: str) -> None:
+        video = record_run_video(self.actor, self.cfg, self.run_dir, name)
+        self.tracker.log_artifact(video.path, "videos")
+        self.reporter.video(video)
 
     def _result(self, metrics: dict[str, float], checkpoint: Path, interrupted: bool = False) -> TrainResult:
         p = self.progress
@@ -315,6 +315,7 @@ class Trainer:
             best_eval_mean=p.best_mean,
             best_eval_frames=p.best_frames,
             best_checkpoint=str(best) if p.best_mean is not None and best.exists() else None,
+            videos=run_videos(self.run_dir),
         )
 
 
