@@ -102,6 +102,7 @@ def record_video(
 
     path = Path(path)
     fmt = video_format(path)
+    prepare_headless()
     env = make_gym_env(env_id, env_kwargs, render_mode="rgb_array")
     frames: list[np.ndarray] = []
     returns: list[float] = []
