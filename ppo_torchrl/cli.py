@@ -105,3 +105,22 @@ def check_writable(path: Path) -> None:
         raise ConfigError(f"output: cannot write {path} ({err.strerror or type(err).__name__})") from None
     if not existed:
         path.unlink()
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """A folder files will be written under, made on demand: its nearest existing ancestor
+    must be a folder this process can create files in (tried, as above)."""
+    import tempfile
+
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what}: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"{what}: cannot write under {existing} ({err.strerror or type(err).__name__})"
+        ) from None

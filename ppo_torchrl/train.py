@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, config_from_args
+from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, check_writable_folder, config_from_args
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.errors import CheckpointError, TrainingError
@@ -184,6 +184,8 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
     trainer = None
     try:
         cfg, state, path, preset = resolve(args)
+        # Checkpoints (and videos) go to the resumed run's folder or under checkpoint_dir.
+        check_writable_folder(path.parent if path else Path(cfg.checkpoint_dir), "checkpoint_dir")
         # torch and TorchRL load here, after the cheap checks.
         check_outputs(cfg)
         from ppo_torchrl.envs.factory import backend_for

@@ -230,6 +230,7 @@ def run_cli(main, args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
         (["--video"], "imageio", "video: needs imageio, not installed"),
         (["--video", "--video-format", "mp4"], "imageio_ffmpeg", "needs imageio-ffmpeg"),
         ([], "psutil", "system_metrics: needs psutil"),
+        (["--video", "--checkpoint-dir", "/proc/runs"], None, "checkpoint_dir: cannot write under /proc"),
     ],
 )
 def test_bad_train_flags_are_one_line_before_anything_starts(
