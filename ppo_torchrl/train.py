@@ -22,6 +22,8 @@ from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.errors import CheckpointError, TrainingError
 from ppo_torchrl.run.tracking import TrackingError, make_tracker
 
+SIGNAL_WAIT = 3.0  # seconds a run stopped by a signal waits for tracking to catch up
+
 # What may change when a run is resumed: budgets and bookkeeping, never the learning itself.
 SAFE_ON_RESUME = (
     "frames",
@@ -37,6 +39,9 @@ SAFE_ON_RESUME = (
     "collectors",
     "ray_address",
     "plot",
+    "tracking_timeout",
+    "tracking_retries",
+    "tracking_end_timeout",
     "system_metrics",
     "system_metrics_interval",
     "log_model",
@@ -239,7 +244,7 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, p
         result = trainer.run(should_stop=stop.requested)
     except KeyboardInterrupt:
         # Metrics past the last checkpoint stay unsent: a resume will log them once.
-        tracker.end("KILLED", flush=False)
+        tracker.end("KILLED", flush=False, wait=1.0)  # at once, give or take the status
         print("interrupted", file=sys.stderr)
         return stop.exit_code
     except TrainingError as err:
@@ -249,8 +254,8 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, p
     except BaseException:
         tracker.end("FAILED")
         raise
-    if result.interrupted:
-        tracker.end("KILLED")
+    if result.interrupted:  # a signal asked to stop: seconds, not the whole end-of-run deadline
+        tracker.end("KILLED", wait=min(cfg.tracking_end_timeout, SIGNAL_WAIT))
         print(
             f"interrupted at {result.frames:,} frames; checkpoint {result.checkpoint}\n"
             f"resume with: python -m ppo_torchrl.train --resume {result.checkpoint}",

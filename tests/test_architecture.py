@@ -24,6 +24,7 @@ ENTRY_POINTS = {
     "ppo_torchrl.evaluate",
     "ppo_torchrl.sweep",
     "ppo_torchrl.export",
+    "ppo_torchrl.track",
     "ppo_torchrl.cli",
     "ppo_torchrl.rlhf.__main__",
 }

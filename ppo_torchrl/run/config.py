@@ -123,6 +123,18 @@ class PPOConfig(Config):
     plot: bool = _field(
         False, "keep learning_curve.png in the run folder when not tracking (tracked runs always log it)"
     )
+    tracking_timeout: int = _field(
+        10, "seconds an MLflow HTTP request may take (MLflow's own default: 120)", min=1
+    )
+    tracking_retries: int = _field(
+        2, "retries of a failed MLflow HTTP request, 1 s apart, doubling (MLflow's default: 7)", min=0
+    )
+    tracking_end_timeout: float = _field(
+        30.0,
+        "seconds the end of a run waits for tracking to catch up; what is left waits in the run "
+        "folder's tracking.jsonl for `python -m ppo_torchrl.track sync`",
+        min=0.0,
+    )
     system_metrics: bool = _field(
         True, "log MLflow's system metrics (CPU, memory, disk, network; GPU with nvidia-ml-py) while tracking"
     )

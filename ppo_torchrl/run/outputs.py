@@ -52,13 +52,13 @@ def run_videos(run_dir: Path) -> list[str]:
     return sorted(str(p) for p in folder.iterdir()) if folder.is_dir() else []
 
 
-def log_policy_model(tracker: Tracker, actor: TensorDictModuleBase, cfg: PPOConfig) -> Any:
+def log_policy_model(tracker: Tracker, actor: TensorDictModuleBase, cfg: PPOConfig, checkpoint: Path) -> Any:
     """The greedy policy as the run's MLflow model (a `LoggedPolicy`), or None, with one line
     on stderr, when MLflow would not take it."""
     policy = greedy_policy(copy.deepcopy(actor).cpu(), cfg.env, cfg.env_kwargs)
     observations = sample_observations(cfg.env, cfg.env_kwargs, 5, cfg.seed)
     try:
-        return tracker.log_model(policy, observations, cfg.register_model, cfg.model_alias)
+        return tracker.log_model(policy, observations, cfg.register_model, cfg.model_alias, checkpoint)
     except Exception as err:  # the run's results stand without it; say so and go on
         first = (str(err).strip().splitlines() or [""])[0]
         print(

@@ -1,9 +1,10 @@
 """MLflow's system metrics for a run: CPU, memory, disk and network (GPU with nvidia-ml-py).
 
 MLflow samples them on a thread of its own and logs them as ``system/...`` metrics, which
-its UI shows in a "System metrics" tab. Two things are added here: its start-up chatter goes
-(the run's own lines say what is on), and a run that ends between two samples still logs
-the sample in hand, so even a short run shows what the machine was doing. A resumed run
+its UI shows in a "System metrics" tab. Two things are added here: its start-up chatter and
+outage warnings go (the run's own lines say what is on, and when the server is away), and a
+run that ends between two samples still logs the sample in hand, so even a short run shows
+what the machine was doing. A resumed run
 continues the step count where the interrupted one stopped.
 """
 
@@ -32,19 +33,25 @@ class SystemMetrics:
     def __init__(self, run_id: str, tracking_uri: str, interval: float, resume: bool = False) -> None:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+        # Its start-up lines go; so does its warning when the server stops answering (the
+        # run's tracking writer says that once, for everything).
         for name in ("mlflow.system_metrics", "mlflow.system_metrics.system_metrics_monitor"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logging.getLogger(name).setLevel(logging.ERROR)
         self.monitor = SystemMetricsMonitor(
             run_id, sampling_interval=interval, resume_logging=resume, tracking_uri=tracking_uri
         )
         self.monitor.start()
 
-    def finish(self) -> None:
+    def finish(self, timeout: float = 5.0) -> None:
+        """Stop; a thread still inside a request after ``timeout`` s (a server that does not
+        answer) is left to end on its own (a daemon), without its last sample."""
         monitor = self.monitor
         if monitor._process is None:
             return
         monitor._shutdown_event.set()
-        monitor._process.join()
+        monitor._process.join(timeout)
+        if monitor._process.is_alive():
+            return
         # MLflow's loop drops a sample taken before the stop; log it, so no run ends without one.
         pending = monitor.aggregate_metrics()
         if pending:

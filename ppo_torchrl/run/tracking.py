@@ -12,14 +12,21 @@ SQLite file (several runs writing at once) are retried with backoff.
 from __future__ import annotations
 
 import os
-import random
+import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from ppo_torchrl.fields import Config
+from ppo_torchrl.run.tracking_send import (
+    TrackingError,
+    check_reachable,
+    retry_store_call,
+    send_records,
+    set_http_limits,
+    sqlite_init_lock,
+)
+from ppo_torchrl.run.tracking_writer import BackgroundWriter, Journal, read_sent, released
 
 try:
     import fcntl
@@ -27,12 +34,6 @@ except ImportError:  # Windows: no flock; concurrent first use of one SQLite fil
     fcntl = None
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
-RETRIES = 12
-T = TypeVar("T")
-
-
-class TrackingError(Exception):
-    """The tracking store cannot be used; its message is one line."""
 
 
 class Tracker(Protocol):
@@ -42,8 +43,16 @@ class Tracker(Protocol):
     def flush(self) -> None: ...
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None: ...
     def state(self) -> dict[str, Any]: ...
-    def log_model(self, policy: Any, observations: Any, register_as: str | None, alias: str) -> Any: ...
-    def end(self, status: str, flush: bool = True) -> None: ...
+    def open(self, folder: Path) -> None: ...
+    def log_model(
+        self,
+        policy: Any,
+        observations: Any,
+        register_as: str | None,
+        alias: str,
+        checkpoint: Path | None = None,
+    ) -> Any: ...
+    def end(self, status: str, flush: bool = True, wait: float | None = None) -> None: ...
 
 
 class NullTracker:
@@ -63,26 +72,21 @@ class NullTracker:
     def state(self) -> dict[str, Any]:
         return {}
 
-    def log_model(self, policy: Any, observations: Any, register_as: str | None, alias: str) -> Any:
-        return None
-
-    def end(self, status: str, flush: bool = True) -> None:
+    def open(self, folder: Path) -> None:
         pass
 
+    def log_model(
+        self,
+        policy: Any,
+        observations: Any,
+        register_as: str | None,
+        alias: str,
+        checkpoint: Path | None = None,
+    ) -> Any:
+        return None
 
-def retry_store_call(call: Callable[[], T]) -> T:
-    """Run a store call, retrying with jittered exponential backoff while SQLite is busy
-    (or while another process is creating the same tables or experiment)."""
-    transient = ("database is locked", "database table is locked", "already exists", "unique constraint")
-    for attempt in range(RETRIES):
-        try:
-            return call()
-        except Exception as err:
-            text = str(err).lower()
-            if attempt == RETRIES - 1 or not any(t in text for t in transient):
-                raise
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+    def end(self, status: str, flush: bool = True, wait: float | None = None) -> None:
+        pass
 
 
 class MlflowTracker:
@@ -108,12 +112,19 @@ class MlflowTracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = mlflow.get_tracking_uri()
-        _check_reachable(self.uri)
-        with _sqlite_init_lock(self.uri):  # opening the store creates or migrates its tables
+        set_http_limits(cfg)
+        check_reachable(self.uri)
+        with sqlite_init_lock(self.uri):  # opening the store creates or migrates its tables
             self.client = MlflowClient(self.uri)
         self._buffer: list[Any] = []
         self._ended = False
         self._system_metrics: Any = None
+        self.journal: Journal | None = None  # from `open`: records go through the writer
+        self.writer: BackgroundWriter | None = None
+        self._models: dict[int, tuple[Any, Any]] = {}  # journal n -> (policy, observations)
+        self.logged_model: Any = None
+        self._resume_n = resume.get("journal_n") if resume else None
+        self._end_timeout = float(getattr(cfg, "tracking_end_timeout", 30.0))
         if resume and resume.get("run_id") and self._reopen(resume):
             self._start_system_metrics(cfg, resumed=True)
             return
@@ -171,13 +182,41 @@ class MlflowTracker:
         self.flush()
         return True
 
+    def open(self, folder: Path) -> None:
+        """From now on every record goes to ``folder``'s journal and the background writer
+        (tracking_writer.py); a resumed run cuts the journal back to its checkpoint."""
+        journal = Journal(folder, self.run_id, self.uri)
+        if journal.records and read_sent(folder).get("run_id") not in (None, self.run_id):
+            journal.path.rename(folder / f"tracking-{read_sent(folder)['run_id']}.jsonl")  # another run's
+            journal.sent_path.unlink(missing_ok=True)
+            journal = Journal(folder, self.run_id, self.uri)
+        journal.cut_after(self._resume_n if self._resume_n is not None else journal.last)
+        if self._buffer:  # metrics logged before the folder was known
+            self._append_metrics(journal, self._buffer)
+            self._buffer = []
+        self.journal = journal
+        self.writer = BackgroundWriter(journal, self._send, f"MLflow at {self.uri}")
+
+    @staticmethod
+    def _append_metrics(journal: Journal, metrics: list[Any]) -> None:
+        journal.append({"op": "metrics", "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics]})
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        rows = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if self.journal is None:
+            self._buffer += rows
+        else:
+            self._append_metrics(self.journal, rows)
 
     def flush(self) -> None:
+        """Release what the checkpoint just written covers (without a journal: send it now)."""
+        if self.journal is not None:
+            self.journal.append({"op": "release", "upto": self.journal.last}, sync=True)
+            self.writer.wake()
+            return
         while self._buffer:  # MLflow takes at most 1000 metrics per batch
             chunk = self._buffer[:1000]
             retry_store_call(
@@ -190,63 +229,77 @@ class MlflowTracker:
             "run_id": self.run_id,
             "uri": self.uri,
             "pending": [(m.key, m.value, m.timestamp, m.step) for m in self._buffer],
+            "journal_n": self.journal.last if self.journal is not None else None,
         }
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        retry_store_call(lambda: self.client.log_artifact(self.run_id, str(path), folder))
+        if self.journal is None:
+            retry_store_call(lambda: self.client.log_artifact(self.run_id, str(path), folder))
+            return
+        self.journal.append({"op": "artifact", "path": str(Path(path).resolve()), "folder": folder})
+        self.writer.wake()
 
-    def log_model(self, policy: Any, observations: Any, register_as: str | None, alias: str) -> Any:
+    def log_model(
+        self,
+        policy: Any,
+        observations: Any,
+        register_as: str | None,
+        alias: str,
+        checkpoint: Path | None = None,
+    ) -> Any:
         """Log the greedy policy as this run's MLflow model (mlflow_model.py); registered too
-        when ``register_as`` names a registered model."""
+        when ``register_as`` names a registered model. With a journal it waits for the writer
+        at most the end-of-run deadline: None if the model is still waiting then."""
         from ppo_torchrl.run.mlflow_model import log_policy
 
-        return log_policy(self.client, self.run_id, policy, observations, register_as, alias)
+        if self.journal is None:
+            return log_policy(self.client, self.run_id, policy, observations, register_as, alias)
+        record = {"op": "model", "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None}
+        record = self.journal.append({**record, "register_as": register_as, "alias": alias})
+        self._models[record["n"]] = (policy, observations)
+        self.writer.drain(self._end_timeout)
+        return self.logged_model
 
-    def end(self, status: str, flush: bool = True) -> None:
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        """The writer's one request (or one model): records are sent as they were journalled."""
+        logged = send_records(self.client, self.run_id, batch, self._models)
+        if logged is not None:
+            self.logged_model = logged
+
+    def end(self, status: str, flush: bool = True, wait: float | None = None) -> None:
+        """Record the run's final status. With a journal: wait at most ``wait`` s (default: the
+        end-of-run deadline) for the writer; what is left waits in the journal, said in one line.
+        ``flush=False`` (a second signal) drops the metrics no checkpoint covers."""
         if self._ended:
             return
         assert status in RUN_STATUSES, status
-        try:
-            if self._system_metrics is not None:  # before the status: it stops at a run not RUNNING
-                self._system_metrics.finish()
-            if flush:
-                self.flush()
-        finally:
-            retry_store_call(lambda: self.client.set_terminated(self.run_id, status=status))
-            self._ended = True
-
-
-@contextmanager
-def _sqlite_init_lock(uri: str) -> Iterator[None]:
-    """Serialize MLflow's table creation and migrations between processes sharing one SQLite
-    file: run concurrently, they corrupt each other's alembic bookkeeping. Other stores are
-    servers or databases that handle their own concurrency."""
-    if not uri.startswith("sqlite:///") or fcntl is None:
-        yield
-        return
-    folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _check_reachable(uri: str) -> None:
-    """Fail fast, before training, when a tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import requests
-
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
-    except requests.RequestException as err:
-        raise TrackingError(
-            f"tracking: MLflow server at {uri} does not answer ({type(err).__name__}); "
-            "start it, fix MLFLOW_TRACKING_URI, or pass --no-track"
-        ) from None
+        self._ended = True
+        wait = self._end_timeout if wait is None else wait
+        if self._system_metrics is not None:  # before the status: it stops at a run not RUNNING
+            self._system_metrics.finish(timeout=min(wait, 5.0))
+        if self.journal is None:
+            try:
+                if flush:
+                    self.flush()
+            finally:
+                retry_store_call(lambda: self.client.set_terminated(self.run_id, status=status))
+            return
+        if flush:
+            self.flush()
+        else:
+            self.journal.cut_after(released(self.journal.records))
+        self.journal.append({"op": "status", "status": status}, sync=True)
+        drained = self.writer.drain(wait)
+        self.writer.close()
+        if not drained:
+            left, folder = len(self.writer.waiting()), self.journal.folder.resolve()
+            print(
+                f"tracking: {left} record(s) of run {self.run_id} not sent "
+                f"({self.writer.error or 'the end-of-run deadline passed'}); they wait in "
+                f"{self.journal.path.resolve()}: python -m ppo_torchrl.track sync {folder}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def make_tracker(cfg: Config, run_name: str | None = None, resume: dict[str, Any] | None = None) -> Tracker:

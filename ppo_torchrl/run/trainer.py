@@ -190,6 +190,7 @@ class Trainer:
         """Train until a budget is spent or the env is solved; ``should_stop`` is asked after
         every update and, when it answers True, the run checkpoints and returns early."""
         p = self.progress
+        self.tracker.open(self.run_dir)  # records go to the run folder's journal from here on
         self.reporter.start(self.cfg.frames, self.threshold, p.episode_returns)
         self.clock = Stopwatch(already=p.train_seconds)
         metrics, interrupted = {}, False
@@ -221,7 +222,7 @@ class Trainer:
         tracked = self.tracker.run_id is not None
         if tracked or self.cfg.plot:  # drawn only where someone will look at it
             self.tracker.log_artifact(plot_run(self.cfg, p, self.threshold, self.run_dir))
-        logged = log_policy_model(self.tracker, self.actor, self.cfg) if self.cfg.log_model else None
+        logged = log_policy_model(self.tracker, self.actor, self.cfg, final) if self.cfg.log_model else None
         result = self._result(metrics, final)
         if logged is not None:
             result.model_uri, result.registered_model = logged.uri, logged.registered

@@ -1,0 +1,129 @@
+"""How tracking records reach MLflow: store calls with retries on a busy SQLite file, the
+journal's records as MLflow calls, and bounded HTTP requests.
+
+Shared by the live run's background writer (tracking.py) and ``python -m ppo_torchrl.track
+sync``, so a record is sent the same way now or later.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ppo_torchrl.fields import Config
+
+RETRIES = 12
+T = TypeVar("T")
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent first use of one SQLite file is unguarded
+    fcntl = None
+
+
+class TrackingError(Exception):
+    """The tracking store cannot be used; its message is one line."""
+
+
+def retry_store_call(call: Callable[[], T]) -> T:
+    """Run a store call, retrying with jittered exponential backoff while SQLite is busy
+    (or while another process is creating the same tables or experiment)."""
+    transient = ("database is locked", "database table is locked", "already exists", "unique constraint")
+    for attempt in range(RETRIES):
+        try:
+            return call()
+        except Exception as err:
+            text = str(err).lower()
+            if attempt == RETRIES - 1 or not any(t in text for t in transient):
+                raise
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def send_records(client: Any, run_id: str, batch: list[dict[str, Any]], models: dict[int, Any]) -> Any:
+    """Send journal records (one kind per batch) to the run; the LoggedPolicy for a model."""
+    from mlflow.entities import Metric
+
+    op = batch[0]["op"]
+    if op == "metrics":
+        rows = [Metric(*m) for r in batch for m in r["metrics"]]
+        retry_store_call(lambda: client.log_batch(run_id, metrics=rows, synchronous=True))
+    elif op == "artifact":
+        [r] = batch
+        retry_store_call(lambda: client.log_artifact(run_id, r["path"], r["folder"]))
+    elif op == "status":
+        retry_store_call(lambda: client.set_terminated(run_id, status=batch[0]["status"]))
+    elif op == "model":
+        [r] = batch
+        return _send_model(client, run_id, r, models.get(r["n"]))
+    return None
+
+
+def _send_model(client: Any, run_id: str, record: dict[str, Any], prebuilt: Any) -> Any:
+    """Log the model unless this run already has one (a resend after a timeout that arrived)."""
+    from ppo_torchrl.run.mlflow_model import MODEL_NAME, LoggedPolicy, log_policy
+
+    experiment_id = client.get_run(run_id).info.experiment_id
+    found = client.search_logged_models(
+        experiment_ids=[experiment_id], filter_string=f"name = '{MODEL_NAME}'"
+    )
+    mine = [m for m in found if m.source_run_id == run_id]
+    if mine:
+        return LoggedPolicy(f"runs:/{run_id}/{MODEL_NAME}", mine[0].model_id)
+    if prebuilt is None:  # `track sync`: rebuild the greedy policy from the final checkpoint
+        from ppo_torchrl.run.checkpoint import load_policy
+        from ppo_torchrl.run.greedy_io import greedy_policy, sample_observations
+
+        cfg, actor = load_policy(record["checkpoint"], "cpu")
+        prebuilt = (
+            greedy_policy(actor, cfg.env, cfg.env_kwargs),
+            sample_observations(cfg.env, cfg.env_kwargs, 5, cfg.seed),
+        )
+    policy, observations = prebuilt
+    return log_policy(client, run_id, policy, observations, record["register_as"], record["alias"])
+
+
+def set_http_limits(cfg: Config) -> None:
+    """Bound every MLflow HTTP request (its defaults: 120 s timeout, 7 retries with backoff,
+    minutes per failing call): the config's limits, for this process."""
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(getattr(cfg, "tracking_timeout", 10)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(getattr(cfg, "tracking_retries", 2)))
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+
+
+@contextmanager
+def sqlite_init_lock(uri: str) -> Iterator[None]:
+    """Serialize MLflow's table creation and migrations between processes sharing one SQLite
+    file: run concurrently, they corrupt each other's alembic bookkeeping. Other stores are
+    servers or databases that handle their own concurrency."""
+    if not uri.startswith("sqlite:///") or fcntl is None:
+        yield
+        return
+    folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, before training, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
+    except requests.RequestException as err:
+        raise TrackingError(
+            f"tracking: MLflow server at {uri} does not answer ({type(err).__name__}); "
+            "start it, fix MLFLOW_TRACKING_URI, or pass --no-track"
+        ) from None
