@@ -267,3 +267,17 @@ def test_evaluate_with_a_missing_checkpoint_is_one_line(tmp_path, monkeypatch, c
     code, _, err = run_cli(evaluate_main, [str(tmp_path / "nope.pt"), "--video", "agent.gif"], capsys)
     assert code == 2 and not (tmp_path / "agent.gif").exists()
     assert err.strip().splitlines() == [f"error: checkpoint not found: {tmp_path / 'nope.pt'}"]
+
+
+def test_a_model_that_cannot_be_made_costs_the_run_nothing(store, monkeypatch, capsys) -> None:
+    import ppo_torchrl.run.mlflow_model as mlflow_model
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(mlflow_model, "log_policy", broken)
+    assert train_main(["--frames", "1024", "--eval-episodes", "2", "--no-system-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the MLflow model was not logged (RuntimeError: export failed)" in err
+    [run] = all_runs(store)
+    assert run.info.status == "FINISHED"  # the status after it still went

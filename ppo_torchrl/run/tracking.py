@@ -261,8 +261,27 @@ class MlflowTracker:
         return self.logged_model
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
-        """The writer's one request (or one model): records are sent as they were journalled."""
-        logged = send_records(self.client, self.run_id, batch, self._models)
+        """The writer's one request (or one model): records are sent as they were journalled.
+        A model that cannot be made (not a store that does not answer) is given up, said in
+        one line, so the records after it — the final status — still go."""
+        from mlflow.exceptions import MlflowException
+        from requests import RequestException
+
+        try:
+            logged = send_records(self.client, self.run_id, batch, self._models)
+        except (MlflowException, RequestException, OSError):
+            raise  # the store: the writer keeps the record and retries
+        except Exception as err:
+            if batch[0]["op"] != "model":
+                raise
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            print(
+                f"warning: the MLflow model was not logged ({type(err).__name__}: {first}); the "
+                "checkpoints are intact: python -m ppo_torchrl.export makes ONNX / torch.export from them",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         if logged is not None:
             self.logged_model = logged
 
