@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()  # first thing: a signal during start-up must not leave a traceback
     try:
         return _main(argv, stop)
+    except KeyboardInterrupt:  # a second signal while the first one's checkpoint and end ran
+        print("interrupted", file=sys.stderr)
+        return stop.exit_code
     finally:
         stop.uninstall()
 

@@ -3,6 +3,7 @@ started again on the same store, while a real training run logs to it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ppo_torchrl.run.tracking_writer import read_journal
 from tests.conftest import free_port
 
 RUN = ["--frames", "20480", "--no-stop-when-solved", "--checkpoint-every-frames", "2048"]
@@ -97,7 +99,8 @@ def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     summary = json.loads((folder / "s.json").read_text())
-    return {"summary": summary, "histories": histories(uri, summary["run_id"])}
+    run_dir = folder / "checkpoints" / summary["run_id"]
+    return {"summary": summary, "histories": histories(uri, summary["run_id"]), "run_dir": run_dir}
 
 
 def test_a_server_killed_and_restarted_mid_run_loses_nothing(
@@ -158,3 +161,50 @@ def test_sync_of_a_folder_without_a_journal_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path}: not a tracked run's folder (no tracking.jsonl with its run id)"
     ]
+
+
+def update_gaps(run_dir: Path) -> list[float]:
+    """Seconds between consecutive updates, from the journal's metric timestamps."""
+    stamps = sorted(
+        {r["metrics"][0][2] for r in read_journal(run_dir) if r["op"] == "metrics" and len(r["metrics"]) > 1}
+    )
+    return [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
+
+
+def test_a_frozen_server_never_holds_up_an_update(server: Server, tmp_path: Path, undisturbed) -> None:
+    """SIGSTOP: requests hang instead of failing; only the writer thread waits on them."""
+    proc = train(tmp_path / "run", server.uri)
+    run_dir = wait_for_first_send(tmp_path / "run", proc)
+    os.killpg(server.proc.pid, signal.SIGSTOP)
+    time.sleep(6)
+    os.killpg(server.proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    frozen, calm = max(update_gaps(run_dir)), max(update_gaps(undisturbed["run_dir"]))
+    assert frozen <= calm + 1.0, (frozen, calm)
+    summary = json.loads((tmp_path / "run" / "s.json").read_text())
+    assert MlflowClient(server.uri).get_run(summary["run_id"]).info.status == "FINISHED"
+    got = histories(server.uri, summary["run_id"])
+    assert {k: len(v) for k, v in got.items()} == {k: len(v) for k, v in undisturbed["histories"].items()}
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_signals_stop_a_run_within_seconds_during_an_outage(
+    server: Server, tmp_path: Path, signals: int
+) -> None:
+    proc = train(tmp_path / "run", server.uri, "--frames", "400000")
+    run_dir = wait_for_first_send(tmp_path / "run", proc)
+    server.kill()
+    time.sleep(1)
+    started = time.monotonic()
+    for _ in range(signals):
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - started
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert took < 10, took
+    assert "Traceback" not in err
+    assert (run_dir / "last.pt").exists()
+    if signals == 1:
+        assert "resume with: python -m ppo_torchrl.train --resume" in err

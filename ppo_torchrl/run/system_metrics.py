@@ -11,6 +11,8 @@ continues the step count where the interrupted one stopped.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from ppo_torchrl.fields import ConfigError
 
@@ -43,18 +45,29 @@ class SystemMetrics:
         self.monitor.start()
 
     def finish(self, timeout: float = 5.0) -> None:
-        """Stop; a thread still inside a request after ``timeout`` s (a server that does not
-        answer) is left to end on its own (a daemon), without its last sample."""
+        """Stop within about ``timeout`` s whatever the server does: the last sample is sent
+        from a thread of its own, and a thread still inside a request after that (a server
+        that does not answer) is left to end on its own (a daemon), its sample dropped."""
         monitor = self.monitor
         if monitor._process is None:
             return
+        started = time.monotonic()
         monitor._shutdown_event.set()
         monitor._process.join(timeout)
-        if monitor._process.is_alive():
-            return
-        # MLflow's loop drops a sample taken before the stop; log it, so no run ends without one.
-        pending = monitor.aggregate_metrics()
-        if pending:
-            monitor.publish_metrics(pending)
-        monitor.mlflow_logger.flush()
+        alive = monitor._process.is_alive()
         monitor._process = None
+        if alive:
+            return
+
+        def publish_last() -> None:
+            try:  # MLflow's loop drops a sample taken before the stop: log it, if the store is there
+                pending = monitor.aggregate_metrics()
+                if pending:
+                    monitor.publish_metrics(pending)
+                monitor.mlflow_logger.flush()
+            except Exception:
+                pass  # the run's tracking writer reports an unreachable store
+
+        last = threading.Thread(target=publish_last, name="system-metrics-last", daemon=True)
+        last.start()
+        last.join(max(0.0, timeout - (time.monotonic() - started)))
