@@ -218,7 +218,8 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         if state is not None:  # weights that do not fit the stored config are refused here
             trainer.load_state_dict(state, path)
         resume = state.get("tracking") if state else None
-        trainer.tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}", resume=resume)
+        tags = {"env": cfg.env, "algorithm": "PPO", "preset": preset or "none"}
+        trainer.tracker = make_tracker(cfg, run_name=f"{cfg.env}-seed{cfg.seed}", resume=resume, tags=tags)
     except (ConfigError, TrackingError, CheckpointError) as err:
         if trainer is not None:
             trainer.collection.shutdown()
@@ -265,6 +266,7 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, p
             file=sys.stderr,
         )
         return stop.exit_code
+    tracker.set_tags({"mlflow.note.content": describe(cfg, result), "solved": str(result.solved).lower()})
     tracker.end("FINISHED")
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(result.summary(), indent=2) + "\n")
@@ -274,6 +276,22 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, p
             stats = last_update_stats(trainer.actor, trainer.last_batch, cfg.clip_epsilon, result.last_update)
         print(explain(cfg, result, stats))
     return 0
+
+
+def describe(cfg: PPOConfig, result: Any) -> str:
+    """The run's description in MLflow's UI (markdown): what ran, how it ended, what to do next."""
+    outcome = f"solved (first at {result.solved_at_frames:,} frames)" if result.solved else "not solved"
+    lines = [
+        f"**PPO on {cfg.env}**, seed {cfg.seed}: {outcome}; final greedy evaluation "
+        f"{result.final_eval_mean:.1f} ± {result.final_eval_std:.1f} over {result.eval_episodes} episodes.",
+        f"{result.frames:,} frames in {result.train_seconds:.1f} s of training.",
+    ]
+    if result.best_checkpoint:
+        lines.append(f"Best evaluation {result.best_eval_mean:.1f} at {result.best_eval_frames:,} frames.")
+        lines.append(f"\nEvaluate: `python -m ppo_torchrl.evaluate {result.best_checkpoint}`")
+    folder = Path(result.checkpoint).parent
+    lines.append(f"Continue: `python -m ppo_torchrl.train --resume {folder} --frames {2 * cfg.frames}`")
+    return "  \n".join(lines)
 
 
 class _CallableTrainModule(types.ModuleType):

@@ -281,3 +281,25 @@ def test_a_model_that_cannot_be_made_costs_the_run_nothing(store, monkeypatch, c
     assert "warning: the MLflow model was not logged (RuntimeError: export failed)" in err
     [run] = all_runs(store)
     assert run.info.status == "FINISHED"  # the status after it still went
+
+
+def test_a_run_explains_itself_in_mlflow(cartpole_run: dict) -> None:
+    """Source, git commit, user, description and filter tags, read back through the client."""
+    client = MlflowClient(cartpole_run["uri"])
+    summary = cartpole_run["summary"]
+    run = client.get_run(summary["run_id"])
+    tags = run.data.tags
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    if head:  # a git checkout (CI's clean clone is one)
+        assert tags["mlflow.source.git.commit"] == head
+    assert tags["mlflow.source.name"].endswith("ppo_torchrl/train.py")
+    assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.user"]
+    assert {"env": "CartPole-v1", "algorithm": "PPO", "preset": "CartPole-v1"}.items() <= tags.items()
+    assert tags["solved"] == str(summary["solved"]).lower()
+    note = tags["mlflow.note.content"]
+    assert "**PPO on CartPole-v1**" in note and f"{summary['final_eval_mean']:.1f}" in note
+    assert "python -m ppo_torchrl.evaluate" in note and "python -m ppo_torchrl.train --resume" in note
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -34,6 +34,7 @@ except ImportError:  # Windows: no flock; concurrent first use of one SQLite fil
     fcntl = None
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 class Tracker(Protocol):
@@ -44,6 +45,7 @@ class Tracker(Protocol):
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None: ...
     def state(self) -> dict[str, Any]: ...
     def open(self, folder: Path) -> None: ...
+    def set_tags(self, tags: dict[str, str]) -> None: ...
     def log_model(
         self,
         policy: Any,
@@ -73,6 +75,9 @@ class NullTracker:
         return {}
 
     def open(self, folder: Path) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
         pass
 
     def log_model(
@@ -106,6 +111,7 @@ class MlflowTracker:
         parent_run_id: str | None = None,
         params: dict[str, Any] | None = None,
         attach_run_id: str | None = None,
+        tags_to_set: dict[str, str] | None = None,
     ) -> None:
         import mlflow
         from mlflow.entities import Param
@@ -150,7 +156,15 @@ class MlflowTracker:
             self.run_id = run.info.run_id
         values = cfg.to_dict() if params is None else params
         batch = [Param(k, str(v)) for k, v in values.items()]
-        retry_store_call(lambda: self.client.log_batch(self.run_id, params=batch, synchronous=True))
+        # Where the run came from, as MLflow's fluent API records it (script, git commit, user),
+        # and the caller's tags to filter by.
+        from mlflow.entities import RunTag
+        from mlflow.tracking.context.registry import resolve_tags
+
+        labels = [RunTag(k, str(v)) for k, v in resolve_tags(tags_to_set or {}).items()]
+        retry_store_call(
+            lambda: self.client.log_batch(self.run_id, params=batch, tags=labels, synchronous=True)
+        )
         retry_store_call(lambda: self.client.log_dict(self.run_id, values, "config.yaml"))
         self._start_system_metrics(cfg, resumed=False)
 
@@ -162,8 +176,16 @@ class MlflowTracker:
             self._system_metrics = SystemMetrics(self.run_id, self.uri, interval, resume=resumed)
 
     def _experiment_id(self, name: str) -> str:
+        """The experiment, made if need be, marked as model training (MLflow 3 opens an
+        experiment without the mark in its GenAI view)."""
         experiment = self.client.get_experiment_by_name(name)
-        return experiment.experiment_id if experiment is not None else self.client.create_experiment(name)
+        if experiment is None:
+            return self.client.create_experiment(name, tags={EXPERIMENT_KIND: "custom_model_development"})
+        if EXPERIMENT_KIND not in experiment.tags:
+            self.client.set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND, "custom_model_development"
+            )
+        return experiment.experiment_id
 
     def _reopen(self, resume: dict[str, Any]) -> bool:
         """Continue the checkpoint's run if this store has it; False if it does not."""
@@ -231,6 +253,13 @@ class MlflowTracker:
             "pending": [(m.key, m.value, m.timestamp, m.step) for m in self._buffer],
             "journal_n": self.journal.last if self.journal is not None else None,
         }
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.journal is None:
+            retry_store_call(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
+            return
+        self.journal.append({"op": "tags", "tags": tags})
+        self.writer.wake()
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         if self.journal is None:
@@ -321,10 +350,15 @@ class MlflowTracker:
             )
 
 
-def make_tracker(cfg: Config, run_name: str | None = None, resume: dict[str, Any] | None = None) -> Tracker:
+def make_tracker(
+    cfg: Config,
+    run_name: str | None = None,
+    resume: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+) -> Tracker:
     """The run's tracker. ``MLFLOW_RUN_ID`` (MLflow's own convention, set by a sweep for each
     trial) names an existing run to log into instead of a new one."""
     if not cfg.track:
         return NullTracker()
     attach = None if resume and resume.get("run_id") else os.environ.get("MLFLOW_RUN_ID") or None
-    return MlflowTracker(cfg, run_name, resume, attach_run_id=attach)
+    return MlflowTracker(cfg, run_name, resume, attach_run_id=attach, tags_to_set=tags)

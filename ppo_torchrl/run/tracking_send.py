@@ -56,6 +56,12 @@ def send_records(client: Any, run_id: str, batch: list[dict[str, Any]], models: 
     elif op == "artifact":
         [r] = batch
         retry_store_call(lambda: client.log_artifact(run_id, r["path"], r["folder"]))
+    elif op == "tags":
+        from mlflow.entities import RunTag
+
+        [r] = batch
+        labels = [RunTag(k, str(v)) for k, v in r["tags"].items()]
+        retry_store_call(lambda: client.log_batch(run_id, tags=labels, synchronous=True))
     elif op == "status":
         retry_store_call(lambda: client.set_terminated(run_id, status=batch[0]["status"]))
     elif op == "model":
