@@ -1,7 +1,10 @@
 """`python -m ppo_torchrl.train`: train PPO from the command line.
 
 Exit status: 0 after a completed run; 2 for bad input (one line on stderr, nothing
-started); 1 when training had to stop (e.g. a non-finite loss); 130 / 143 after SIGINT /
+started); 1 when training had to stop (e.g. a non-finite loss); 3 when training ran to its
+end but a file it leaves (final.pt, the summary, the learning curve) could not be written: one
+line each, naming the path, the error and the last intact checkpoint (a periodic checkpoint
+the disk refuses is one warning line, and training goes on); 130 / 143 after SIGINT /
 SIGTERM. The first such signal lets the current update finish, writes a checkpoint and
 ends the MLflow run KILLED; a second one exits at once (the last checkpoint stays intact).
 Every MLflow run this starts ends with a true status: FINISHED, FAILED or KILLED.
@@ -260,22 +263,31 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, p
         raise
     if result.interrupted:  # a signal asked to stop: seconds, not the whole end-of-run deadline
         tracker.end("KILLED", wait=min(cfg.tracking_end_timeout, SIGNAL_WAIT))
+        kept = result.checkpoint
         print(
-            f"interrupted at {result.frames:,} frames; checkpoint {result.checkpoint}\n"
-            f"resume with: python -m ppo_torchrl.train --resume {result.checkpoint}",
+            f"interrupted at {result.frames:,} frames; checkpoint {kept}\n"
+            f"resume with: python -m ppo_torchrl.train --resume {kept}"
+            if kept
+            else f"interrupted at {result.frames:,} frames; no checkpoint could be written",
             file=sys.stderr,
         )
         return stop.exit_code
     tracker.set_tags({"mlflow.note.content": describe(cfg, result), "solved": str(result.solved).lower()})
     tracker.end("FINISHED")
+    failed = list(result.write_errors)
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(result.summary(), indent=2) + "\n")
+        try:
+            Path(args.summary_json).write_text(json.dumps(result.summary(), indent=2) + "\n")
+        except OSError as err:
+            failed.append(f"summary not written: cannot write {args.summary_json} ({err.strerror})")
     if args.explain:
         stats = {}
         if result.last_update:
             stats = last_update_stats(trainer.actor, trainer.last_batch, cfg.clip_epsilon, result.last_update)
         print(explain(cfg, result, stats))
-    return 0
+    for line in failed:  # the run trained to its end; some of what it leaves is not on disk
+        print(f"error: {line}; last intact checkpoint: {trainer.last_checkpoint or 'none'}", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def describe(cfg: PPOConfig, result: Any) -> str:

@@ -10,3 +10,14 @@ class CheckpointError(Exception):
 
 class TrainingError(Exception):
     """Training cannot go on (e.g. a non-finite loss)."""
+
+
+class DiskWriteError(OSError):
+    """A file of the run could not be written (a full disk, a read-only or deleted folder)."""
+
+    def __init__(self, path: object, err: OSError) -> None:
+        self.path, self.reason = path, err.strerror or type(err).__name__
+        super().__init__(err.errno, f"cannot write {path} ({self.reason})")
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path} ({self.reason})"

@@ -90,6 +90,7 @@ class TrainResult:
     videos: list[str] = field(default_factory=list)  # the run folder's videos/
     model_uri: str | None = None  # runs:/<run id>/policy, when the run logged its MLflow model
     registered_model: str | None = None  # "NAME version N (alias A)"
+    write_errors: list[str] = field(default_factory=list)  # end-of-run files the disk refused
 
     def summary(self) -> dict[str, Any]:
         """What ``--summary-json`` writes: the outcome, both solved measures, the best

@@ -43,6 +43,7 @@ class Journal:
         self.records = read_journal(folder)
         self.last = self.records[-1]["n"] if self.records else 0
         self.sent = read_sent(folder).get("sent", 0)
+        self.disk_error: str | None = None
 
     def cut_after(self, n: int) -> None:
         """Forget records after ``n`` (those a resumed run produces again). Their numbers are
@@ -55,26 +56,42 @@ class Journal:
         self.records = [r for r in self.records if r["n"] <= n]
         self.last = n
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+            os.replace(tmp, self.path)
+        except OSError as err:
+            self.disk_error = f"cannot write {self.path} ({err.strerror})"
 
     def append(self, record: dict[str, Any], sync: bool = False) -> dict[str, Any]:
         self.last += 1
         record = {"n": self.last, **record}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            if sync:  # a release: what the checkpoint covers must be on disk with it
-                f.flush()
-                os.fsync(f.fileno())
-        self.records.append(record)
+        self.records.append(record)  # sent from memory even when the disk refuses it
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+                if sync:  # a release: what the checkpoint covers must be on disk with it
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError as err:
+            if not self.disk_error:
+                self.disk_error = f"cannot write {self.path} ({err.strerror})"
+                print(
+                    f"warning: tracking journal: {self.disk_error}; records are still sent from "
+                    "memory, but what the server does not take before the run ends is lost",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return record
 
     def mark_sent(self, n: int) -> None:
         self.sent = n
         tmp = self.sent_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"run_id": self.run_id, "uri": self.uri, "sent": n}) + "\n")
-        os.replace(tmp, self.sent_path)
+        try:
+            tmp.write_text(json.dumps({"run_id": self.run_id, "uri": self.uri, "sent": n}) + "\n")
+            os.replace(tmp, self.sent_path)
+        except OSError:
+            pass  # a full disk: resent after a restart at worst, which MLflow shrugs off
 
 
 def read_journal(folder: Path) -> list[dict[str, Any]]:

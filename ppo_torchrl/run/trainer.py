@@ -17,6 +17,8 @@ processes or on Ray (collection.py); the loop cannot tell which.
 from __future__ import annotations
 
 import math
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +38,7 @@ from ppo_torchrl.run.collection import Collection
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.device import resolve_device
 from ppo_torchrl.run.episodes import EpisodeReturns
-from ppo_torchrl.run.errors import CheckpointError, TrainingError
+from ppo_torchrl.run.errors import CheckpointError, DiskWriteError, TrainingError
 from ppo_torchrl.run.evaluation import EvalResult, evaluate_policy
 from ppo_torchrl.run.outputs import log_policy_model, plot_run, record_run_video, run_videos
 from ppo_torchrl.run.progress import QuietReporter, Stopwatch
@@ -96,6 +98,7 @@ class Trainer:
         self.progress = Progress(next_eval=cfg.eval_every_frames, next_checkpoint=cfg.checkpoint_every_frames)
         self._run_dir = Path(run_dir) if run_dir else None
         self.last_checkpoint: Path | None = None
+        self.write_errors: list[str] = []  # end-of-run files the disk refused
         self.last_batch: Any = None  # the batch of the last update, for --explain
         self.clock = Stopwatch(running=False)
 
@@ -153,14 +156,24 @@ class Trainer:
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
 
-    def checkpoint(self, name: str) -> Path:
+    def checkpoint(self, name: str) -> Path | None:
+        """Write ``name`` in the run folder; None (and one line) if the disk refuses it: the
+        run goes on, and the next checkpoint tries again."""
         self.progress.train_seconds = self.clock.seconds()
-        path = save_checkpoint(self.run_dir / name, self.state_dict())
+        try:
+            path = save_checkpoint(self.run_dir / name, self.state_dict())
+        except DiskWriteError as err:
+            self._disk_warning(err, "training goes on and the next checkpoint retries")
+            return None
         # Metrics reach the store only once the checkpoint that covers them is on disk, so
         # a run killed and resumed logs every step exactly once (checkpoints carry the rest).
         self.tracker.flush()
         self.last_checkpoint = path
         return path
+
+    def _disk_warning(self, err: OSError, consequence: str) -> None:
+        kept = self.last_checkpoint or "none yet"
+        print(f"warning: {err}; {consequence}; last intact checkpoint: {kept}", file=sys.stderr, flush=True)
 
     # --- the loop ----------------------------------------------------------------------------
     def evaluate(self) -> EvalResult:
@@ -179,7 +192,10 @@ class Trainer:
             if p.best_mean is None or result.mean > p.best_mean:
                 p.best_frames, p.best_mean = p.frames, result.mean
                 p.train_seconds = self.clock.seconds()
-                save_checkpoint(self.run_dir / "best.pt", self.state_dict(kind="best"))
+                try:
+                    save_checkpoint(self.run_dir / "best.pt", self.state_dict(kind="best"))
+                except DiskWriteError as err:
+                    self._disk_warning(err, "best.pt keeps an earlier evaluation")
             if cfg.video_every_eval:
                 self._video(f"eval-{p.frames:09d}")
             p.eval_seconds += time.perf_counter() - started
@@ -208,7 +224,8 @@ class Trainer:
             self.collection.shutdown()
         p.train_seconds = self.clock.stop()
         if interrupted:
-            return self._result(metrics, self.checkpoint("last.pt"), interrupted=True)
+            kept = self.checkpoint("last.pt") or self.last_checkpoint
+            return self._result(metrics, kept, interrupted=True)
         if not p.eval_points or p.eval_points[-1][0] != p.frames:
             self.evaluate()
         if self.cfg.video and not self.cfg.video_every_eval:  # (that one filmed every evaluation)
@@ -216,14 +233,22 @@ class Trainer:
         # last.pt always holds the latest state, so a resume after a kill in the lines below
         # finds the run complete instead of training (and logging) its end again.
         self.checkpoint("last.pt")
-        final = save_checkpoint(self.run_dir / "final.pt", self.state_dict())
-        self.tracker.log_artifact(final, "checkpoints")
-        self.tracker.log_artifact(self.run_dir / "best.pt", "checkpoints")
+        final = self._save_final()
+        if final is not None:
+            self.tracker.log_artifact(final, "checkpoints")
+        if (self.run_dir / "best.pt").exists():
+            self.tracker.log_artifact(self.run_dir / "best.pt", "checkpoints")
         tracked = self.tracker.run_id is not None
         if tracked or self.cfg.plot:  # drawn only where someone will look at it
-            self.tracker.log_artifact(plot_run(self.cfg, p, self.threshold, self.run_dir))
-        logged = log_policy_model(self.tracker, self.actor, self.cfg, final) if self.cfg.log_model else None
-        result = self._result(metrics, final)
+            try:
+                self.tracker.log_artifact(plot_run(self.cfg, p, self.threshold, self.run_dir))
+            except OSError as err:
+                self.write_errors.append(f"learning curve not written: {err}")
+        logged = None
+        if self.cfg.log_model and final is not None:
+            logged = log_policy_model(self.tracker, self.actor, self.cfg, final)
+        result = self._result(metrics, final or self.last_checkpoint)
+        result.write_errors = list(self.write_errors)
         if logged is not None:
             result.model_uri, result.registered_model = logged.uri, logged.registered
         self.reporter.finish(result)
@@ -281,12 +306,33 @@ class Trainer:
             p.next_checkpoint += cfg.checkpoint_every_frames
             self.checkpoint("last.pt")
 
+    def _save_final(self) -> Path | None:
+        """final.pt in the run folder, else in the temporary folder (said in one line)."""
+        state = self.state_dict()
+        try:
+            return save_checkpoint(self.run_dir / "final.pt", state)
+        except DiskWriteError as err:
+            elsewhere = Path(tempfile.gettempdir()) / f"ppo_torchrl-{self.run_dir.name}-final.pt"
+            try:
+                save_checkpoint(elsewhere, state)
+            except DiskWriteError as again:
+                self.write_errors.append(f"{err}; nor {again.path} ({again.reason})")
+                return None
+            self.write_errors.append(f"{err}; wrote it to {elsewhere} instead")
+            return elsewhere
+
     def _video(self, name: str) -> None:
-        video = record_run_video(self.actor, self.cfg, self.run_dir, name)
+        try:
+            video = record_run_video(self.actor, self.cfg, self.run_dir, name)
+        except OSError as err:
+            self._disk_warning(err, "no video")
+            return
         self.tracker.log_artifact(video.path, "videos")
         self.reporter.video(video)
 
-    def _result(self, metrics: dict[str, float], checkpoint: Path, interrupted: bool = False) -> TrainResult:
+    def _result(
+        self, metrics: dict[str, float], checkpoint: Path | None, interrupted: bool = False
+    ) -> TrainResult:
         p = self.progress
         last = p.eval_points[-1] if p.eval_points else EvalPoint(p.frames, None, math.nan, math.nan, 0)
         mean, std, n = last.mean, last.std, last.episodes
@@ -306,7 +352,7 @@ class Trainer:
             solved=p.solved_at is not None,
             solved_at_frames=p.solved_at,
             run_id=self.tracker.run_id,
-            checkpoint=str(checkpoint),
+            checkpoint=str(checkpoint) if checkpoint else None,
             interrupted=interrupted,
             stopped_when_solved=stopped_when_solved,
             last_update=metrics,
