@@ -1,0 +1,115 @@
+"""What tracking costs training: the default CartPole-v1 run, untracked and tracked.
+
+    .venv/bin/python experiments/bench_tracking.py [--seeds 3]
+
+Each seed runs ``python -m ppo_torchrl.train --frames 100000 --no-stop-when-solved`` (the
+whole budget, so every run does the same work) in four ways: ``--no-track``; tracked to a
+SQLite file; tracked to a real ``mlflow server`` on loopback; and that server with
+``--no-system-metrics``. The figure is the summary's ``train_seconds`` (learning only:
+start-up and evaluation are off that clock), median over seeds, and its ratio to untracked.
+Nothing else should run meanwhile: there are only 2 cores, and the server shares them.
+Writes experiments/results/tracking.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "tracking.json"
+RUN = ["--frames", "100000", "--no-stop-when-solved"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(root: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    args = ["server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    args += [
+        "--backend-store-uri",
+        f"sqlite:///{root / 'backend.db'}",
+        "--artifacts-destination",
+        str(root / "a"),
+    ]
+    proc = subprocess.Popen([str(mlflow_cli), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                return proc, uri
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("mlflow server did not start")
+
+
+def train_seconds(seed: int, folder: Path, uri: str | None, extra: list[str]) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    args = [*RUN, "--seed", str(seed), "--summary-json", "s.json", *extra]
+    if uri is None:
+        args.append("--no-track")
+    else:
+        env["MLFLOW_TRACKING_URI"] = uri
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "ppo_torchrl.train", *args],
+        cwd=folder,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return json.loads((folder / "s.json").read_text())["train_seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per mode (default: 3)")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench_tracking-"))
+    server, server_uri = start_server(root / "server")
+    modes: dict[str, tuple[str | None, list[str]]] = {
+        "untracked": (None, []),
+        "sqlite": (f"sqlite:///{root / 'mlflow.db'}", []),
+        "server": (server_uri, []),
+        "server_no_system_metrics": (server_uri, ["--no-system-metrics"]),
+    }
+    seconds: dict[str, list[float]] = {mode: [] for mode in modes}
+    try:
+        for seed in range(args.seeds):  # modes interleaved, so drift in the machine hits all alike
+            for mode, (uri, extra) in modes.items():
+                seconds[mode].append(train_seconds(seed, root / mode / str(seed), uri, extra))
+                print(f"seed {seed} {mode}: {seconds[mode][-1]:.2f} s", flush=True)
+    finally:
+        server.terminate()
+    base = statistics.median(seconds["untracked"])
+    result: dict[str, Any] = {
+        "command": "python -m ppo_torchrl.train " + " ".join(RUN),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "train_seconds": seconds,
+        "median": {m: statistics.median(v) for m, v in seconds.items()},
+        "ratio_to_untracked": {m: statistics.median(v) / base for m, v in seconds.items()},
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    for mode, ratio in result["ratio_to_untracked"].items():
+        print(f"{mode}: median {result['median'][mode]:.2f} s, x{ratio:.3f} of untracked")
+
+
+if __name__ == "__main__":
+    main()
