@@ -11,6 +11,7 @@ carries the run as its source, so ``runs:/<run id>/policy`` resolves to it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,17 @@ class LoggedPolicy:
     uri: str  # runs:/<run id>/policy
     model_id: str
     registered: str | None = None  # "NAME version N (alias A)"
+
+
+def warn_not_logged(err: Exception) -> None:
+    """One line: the model is missing, the run's results are not."""
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    print(
+        f"warning: the MLflow model was not logged ({type(err).__name__}: {first}); the "
+        "checkpoints are intact: python -m ppo_torchrl.export makes ONNX / torch.export from them",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def check_registry_names(name: str | None, alias: str) -> None:

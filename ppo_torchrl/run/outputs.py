@@ -10,7 +10,6 @@ ends FINISHED with its checkpoints, and `python -m ppo_torchrl.export` still wor
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from tensordict.nn import TensorDictModuleBase
 
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.greedy_io import greedy_policy, numpy_policy, sample_observations
+from ppo_torchrl.run.mlflow_model import warn_not_logged
 from ppo_torchrl.run.results import Progress
 from ppo_torchrl.run.tracking import Tracker
 from ppo_torchrl.run.video import Video, record_video
@@ -60,10 +60,5 @@ def log_policy_model(tracker: Tracker, actor: TensorDictModuleBase, cfg: PPOConf
     try:
         return tracker.log_model(policy, observations, cfg.register_model, cfg.model_alias, checkpoint)
     except Exception as err:  # the run's results stand without it; say so and go on
-        first = (str(err).strip().splitlines() or [""])[0]
-        print(
-            f"warning: the MLflow model was not logged ({type(err).__name__}: {first}); the "
-            "checkpoints are intact: python -m ppo_torchrl.export makes ONNX / torch.export from them",
-            file=sys.stderr,
-        )
+        warn_not_logged(err)
         return None

@@ -303,13 +303,9 @@ class MlflowTracker:
         except Exception as err:
             if batch[0]["op"] != "model":
                 raise
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            print(
-                f"warning: the MLflow model was not logged ({type(err).__name__}: {first}); the "
-                "checkpoints are intact: python -m ppo_torchrl.export makes ONNX / torch.export from them",
-                file=sys.stderr,
-                flush=True,
-            )
+            from ppo_torchrl.run.mlflow_model import warn_not_logged
+
+            warn_not_logged(err)
             return
         if logged is not None:
             self.logged_model = logged
