@@ -21,9 +21,12 @@ class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (exit status 2), not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        # Values may hold line breaks: every character str.splitlines breaks at is escaped.
-        one_line = "".join(ascii(c)[1:-1] if len(f"a{c}b".splitlines()) > 1 else c for c in message)
-        self.exit(2, f"{self.prog}: error: {one_line} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see --help)\n")
+
+
+def one_line(message: str) -> str:
+    """Values may hold line breaks: every character str.splitlines breaks at is escaped."""
+    return "".join(ascii(c)[1:-1] if len(f"a{c}b".splitlines()) > 1 else c for c in message)
 
 
 def _metavar(kind: str) -> str:

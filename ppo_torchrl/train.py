@@ -19,7 +19,13 @@ import types
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, check_writable_folder, config_from_args
+from ppo_torchrl.cli import (
+    OneLineArgumentParser,
+    add_config_flags,
+    check_writable_folder,
+    config_from_args,
+    one_line,
+)
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.errors import CheckpointError, TrainingError
@@ -226,7 +232,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
     except (ConfigError, TrackingError, CheckpointError) as err:
         if trainer is not None:
             trainer.collection.shutdown()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)  # a value may hold a line break
         return 2
     return _run(trainer, stop, args, resumed_from=path, preset=preset)
 

@@ -295,6 +295,7 @@ VALUES = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pairs=st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), min_size=1, max_size=4))
 @example(pairs=[("--bogus-flag", "\x0c")])  # a form feed: a line break to str.splitlines
+@example(pairs=[("--env", "\r")])  # gymnasium quotes the bad id back, line break and all
 def test_any_command_line_is_accepted_or_refused_in_one_line(pairs, capsys) -> None:
     argv = [token for flag, value in pairs for token in (flag, value)] + ["--dry-run", "--no-track"]
     try:
