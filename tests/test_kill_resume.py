@@ -143,7 +143,7 @@ def test_twenty_kills_then_resume_lose_and_duplicate_nothing(tmp_path: Path) -> 
     [run] = all_runs(uri)
     assert run.info.status == "FINISHED"
     client = MlflowClient(uri)
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_objective")]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/objective")]
     assert steps == list(range(BATCH, BUDGET + 1, BATCH))
     final_state = load_checkpoint(last_checkpoint(tmp_path).with_name("final.pt"))
     assert final_state["progress"]["frames"] == BUDGET

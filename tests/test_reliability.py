@@ -26,7 +26,7 @@ from tests.conftest import all_runs
 
 # Metrics that measure the machine, not the learning: excluded when histories are compared
 # (so are MLflow's system/... metrics).
-WALL_CLOCK = {"frames_per_second"}
+WALL_CLOCK = {"perf/frames_per_second"}
 
 
 def histories(uri: str, run_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -119,7 +119,7 @@ def test_same_seed_gives_the_same_metric_history(uninterrupted, tmp_path: Path) 
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     again = histories(uri, json.loads((tmp_path / "s.json").read_text())["run_id"])
     assert again == histories(*uninterrupted)
-    assert len(again["loss_objective"]) == 12288 // BATCH
+    assert len(again["loss/objective"]) == 12288 // BATCH
 
 
 def test_same_seed_gives_the_same_history_on_the_gymnasium_backend_too(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_same_seed_gives_the_same_history_on_the_gymnasium_backend_too(tmp_path:
         proc = cli([*args, f"{name}.json"], tmp_path, uri)
         assert proc.wait(timeout=300) == 0, proc.stderr.read()
         runs.append(histories(uri, json.loads((tmp_path / f"{name}.json").read_text())["run_id"]))
-    assert runs[0] == runs[1] and len(runs[0]["loss_objective"]) == 4096 // BATCH
+    assert runs[0] == runs[1] and len(runs[0]["loss/objective"]) == 4096 // BATCH
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -235,7 +235,7 @@ def test_four_concurrent_runs_on_one_sqlite_store_all_complete(tmp_path: Path) -
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
     client = MlflowClient(uri)
     for run in runs:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_objective")]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/objective")]
         assert steps == list(range(BATCH, 6144 + 1, BATCH))
 
 

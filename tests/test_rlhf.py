@@ -33,6 +33,7 @@ from ppo_torchrl.rlhf.reward import bradley_terry_loss, encode_pairs, pair_accur
 from ppo_torchrl.rlhf.sft import IGNORE, sft_batches, sft_loss, train_sft
 from ppo_torchrl.rlhf.task import make_examples, preference_pairs
 from ppo_torchrl.rlhf.text import prompt_ids
+from ppo_torchrl.run.metric_names import grouped_name
 from tests.conftest import all_runs
 
 # Three-digit prompts: a completion is at most 3 digits + EOS.
@@ -147,21 +148,21 @@ def test_mlflow_holds_a_parent_run_and_one_finished_nested_run_per_stage(ppo_run
 
     rl_id = runs["rl"].info.run_id
     for key in PER_UPDATE:
-        history = client.get_metric_history(rl_id, key)
+        history = client.get_metric_history(rl_id, grouped_name(key))
         assert sorted(m.step for m in history) == [1, 2, 3], key  # one value per update
         assert all(math.isfinite(m.value) for m in history), key
-    clip = [m.value for m in client.get_metric_history(rl_id, "clip_fraction")]
+    clip = [m.value for m in client.get_metric_history(rl_id, "train/clip_fraction")]
     assert all(0.0 <= c <= 1.0 for c in clip)
-    lengths = [m.value for m in client.get_metric_history(rl_id, "response_length")]
+    lengths = [m.value for m in client.get_metric_history(rl_id, "train/response_length")]
     assert all(1.0 <= n <= TINY["max_new_tokens"] for n in lengths)
     assert {"curves.png", "samples.txt"} <= {a.path for a in client.list_artifacts(rl_id)}
     assert "summary.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
-    assert runs["reward_model"].data.metrics["rm_heldout_accuracy"] == pytest.approx(
+    assert runs["reward_model"].data.metrics["eval/rm_heldout_accuracy"] == pytest.approx(
         summary["rm_heldout_accuracy"]
     )
     for key in SUMMARY_KEYS:
-        assert parent.data.metrics[key] == pytest.approx(summary[key]), key
+        assert parent.data.metrics[grouped_name(key)] == pytest.approx(summary[key]), key
 
 
 # --- each stage on its own --------------------------------------------------------------------

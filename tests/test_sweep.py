@@ -48,7 +48,7 @@ def test_three_seeds_on_ray_are_three_nested_runs_with_aggregates(tmp_path):
     assert parent.info.status == "FINISHED"
     assert [c.info.status for c in children] == ["FINISHED"] * 3
     assert sorted(c.data.params["seed"] for c in children) == ["0", "1", "2"]
-    assert all("eval_return" in c.data.metrics for c in children)  # each trial logged its own training
+    assert all("eval/return" in c.data.metrics for c in children)  # each trial logged its own training
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"learning_curves.png", "trials.csv", "trials.md", "summary.json"} <= artifacts
@@ -57,7 +57,7 @@ def test_three_seeds_on_ray_are_three_nested_runs_with_aggregates(tmp_path):
     agg = summary["aggregates"]["all"]
     assert agg["runs"] == 3 and agg["mean"] == pytest.approx(sum(finals) / 3)
     assert agg["mean_ci95"][0] <= agg["mean"] <= agg["mean_ci95"][1]
-    assert parent.data.metrics["final_iqm"] == pytest.approx(agg["iqm"])
+    assert parent.data.metrics["eval/final_iqm"] == pytest.approx(agg["iqm"])
     assert len((tmp_path / "sweep" / "trials.csv").read_text().splitlines()) == 4
     assert (tmp_path / "sweep" / "learning_curves.png").stat().st_size > 10_000
 
@@ -116,7 +116,7 @@ def test_sigterm_stops_the_trials_with_checkpoints_and_leaves_nothing_running(ba
     parent, children = runs(tmp_path)
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["KILLED", "KILLED"]  # the third never started
-    assert all(c.data.metrics["frames_per_second"] > 0 for c in children)  # they had been training
+    assert all(c.data.metrics["perf/frames_per_second"] > 0 for c in children)  # they had been training
     assert len(list((tmp_path / "sweep" / "checkpoints").glob("*/last.pt"))) == 2
     summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert summary["status"] == "KILLED" and len(summary["trials"]) == 2

@@ -105,23 +105,26 @@ def test_run_is_complete_in_the_store(tracked_run: dict) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.params == {k: str(v) for k, v in PPOConfig(frames=BUDGET, seed=1).to_dict().items()}
     for key in (
-        "episode_return",
-        "loss_objective",
-        "loss_critic",
-        "entropy",
-        "clip_fraction",
-        "kl_approx",
-        "explained_variance",
-        "lr",
-        "frames_per_second",
-        "eval_return",
+        "train/episode_return",
+        "loss/objective",
+        "loss/critic",
+        "train/entropy",
+        "train/clip_fraction",
+        "train/kl_approx",
+        "train/explained_variance",
+        "train/lr",
+        "perf/frames_per_second",
+        "eval/return",
+        "eval/return_std",
     ):
         assert key in run.data.metrics, key
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_objective")]
+    # every name has its group's prefix (MLflow's UI draws one section per prefix)
+    assert {k.split("/")[0] for k in run.data.metrics} <= {"train", "loss", "eval", "perf", "system"}
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss/objective")]
     batch = DEFAULTS.frames_per_batch
     frames = tracked_run["summary"]["frames"]
     assert steps == list(range(batch, frames + 1, batch))
-    evals = client.get_metric_history(run.info.run_id, "eval_return")
+    evals = client.get_metric_history(run.info.run_id, "eval/return")
     every = DEFAULTS.eval_every_frames
     assert [m.step for m in evals] == list(range(every, frames + 1, every))
     assert evals[-1].value == pytest.approx(tracked_run["summary"]["final_eval_mean"])
@@ -220,7 +223,7 @@ def test_real_mlflow_server(mlflow_server: str, tmp_path: Path, monkeypatch: pyt
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["env"] == "CartPole-v1"
-    assert len(client.get_metric_history(run_id, "loss_objective")) == 2048 // PPOConfig().frames_per_batch
+    assert len(client.get_metric_history(run_id, "loss/objective")) == 2048 // PPOConfig().frames_per_batch
     assert {"config.yaml", "learning_curve.png", "checkpoints"} <= {
         a.path for a in client.list_artifacts(run_id)
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ppo_torchrl.fields import Config
+from ppo_torchrl.run.metric_names import grouped_name
 from ppo_torchrl.run.tracking_send import (
     TrackingError,
     check_reachable,
@@ -227,7 +228,7 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        rows = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        rows = [Metric(grouped_name(k), float(v), now, step) for k, v in metrics.items()]
         if self.journal is None:
             self._buffer += rows
         else:

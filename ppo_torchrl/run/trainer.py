@@ -186,7 +186,9 @@ class Trainer:
             p.eval_points.append(
                 EvalPoint(p.frames, self.clock.seconds(), result.mean, result.std, len(result.returns))
             )
-            self.tracker.log_metrics({"eval_return": result.mean}, step=p.frames)
+            self.tracker.log_metrics(
+                {"eval_return": result.mean, "eval_return_std": result.std}, step=p.frames
+            )
             if self.threshold is not None and result.mean >= self.threshold and p.solved_at is None:
                 p.solved_at = p.frames
             if p.best_mean is None or result.mean > p.best_mean:
