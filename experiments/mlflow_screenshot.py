@@ -45,7 +45,8 @@ def shoot(url: str, out: Path, height: int, profile: Path) -> None:
     raw = out.with_suffix(".full.png")
     subprocess.run(
         [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--user-data-dir={profile}", f"--window-size={WIDTH},{height}", "--virtual-time-budget=60000", f"--screenshot={raw}", url],
+         f"--user-data-dir={profile}", f"--window-size={WIDTH},{height}", "--virtual-time-budget=60000",
+         f"--screenshot={raw}", url],
         check=True, capture_output=True, timeout=180,
     )  # fmt: skip
     Image.open(raw).crop((0, 0, MAIN_WIDTH, height)).save(out, optimize=True)
@@ -66,7 +67,8 @@ def main() -> None:
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
         subprocess.run(
             [sys.executable, "-m", "ppo_torchrl.train", "--seed", "7", "--frames", "100000",
-             "--no-stop-when-solved", "--checkpoint-dir", str(work / "ck"), "--summary-json", str(work / "s.json")],
+             "--no-stop-when-solved", "--checkpoint-dir", str(work / "ck"),
+             "--summary-json", str(work / "s.json")],
             check=True, cwd=ROOT, env=env,
         )  # fmt: skip
         run_id = json.loads((work / "s.json").read_text())["run_id"]
@@ -74,7 +76,9 @@ def main() -> None:
         page = f"{uri}/#/experiments/1/runs/{run_id}"
         (ROOT / "docs").mkdir(exist_ok=True)
         shots = [("overview", "", 1250), ("metrics", "/model-metrics", 1700)]
-        for _ in range(2):  # the first pass fills the browser's cache: charts load lazily, cold they may not draw in time
+        # Twice: the first pass fills the browser's cache (charts load lazily; cold, they may
+        # not be drawn in time for the screenshot).
+        for _ in range(2):
             for name, tab, height in shots:
                 out = ROOT / f"docs/mlflow-run-{name}.png"
                 shoot(f"{page}{tab}?workflowType=machine_learning", out, height, work / "profile")
