@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "trials": len(trials),
     }
     try:
-        record = SweepRecord(cfg, folder, params)
+        record = SweepRecord(cfg, folder, params, trials)
     except TrackingError as err:  # e.g. a tracking server that does not answer
         pool.close()
         print(f"error: {err}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """`python -m ppo_torchrl.track sync RUN_DIR`: send what a run's journal still holds.
 
 A run whose tracking server was unreachable at its end leaves the records it could not send
-in its folder's ``tracking.jsonl`` (the run said how many, and this command). ``sync`` sends
+in its folder's ``tracking.jsonl`` (the run said how many, and this command). Every journal
+in the folder and below it is synced: an RLHF run's (its stages are in its parent's
+journal), a sweep's parent and its trials. ``sync`` sends
 them in order to the run's own store (``--uri`` for a server that moved), the true final
 status last, and notes each in ``tracking_sent.json`` as it goes: running it again sends
 nothing twice, and a sync cut short resumes where it stopped.
@@ -23,18 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="python -m ppo_torchrl.track", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser("sync", help="send the records a run's journal still holds")
-    sync.add_argument("run_dir", help="the run's folder (checkpoints/<run id>)")
+    sync.add_argument(
+        "run_dir", help="the run's folder (checkpoints/<run id>, an RLHF output folder, a sweep folder)"
+    )
     sync.add_argument("--uri", help="the tracking store to send to (default: the one the run used)")
     sync.add_argument(
         "--timeout", type=int, default=10, help="seconds an HTTP request may take (default: 10)"
     )
     args = parser.parse_args(argv)
     folder = Path(args.run_dir)
-    mark = read_sent(folder)
-    if not (folder / JOURNAL).is_file() or not mark.get("run_id"):
+    # The folder's own journal and those below it (a sweep's trials, under its folder):
+    # deepest first, so trials are complete before their parent says how the sweep ended.
+    found = sorted({p.parent for p in folder.rglob(JOURNAL)}, key=lambda p: (-len(p.parts), str(p)))
+    journals = [(p, mark) for p in found if (mark := read_sent(p)).get("run_id")]
+    if not journals:
         print(f"error: {folder}: not a tracked run's folder (no {JOURNAL} with its run id)", file=sys.stderr)
         return 2
-    return _sync(Journal(folder, mark["run_id"], args.uri or mark["uri"]), args.timeout)
+    codes = [_sync(Journal(p, mark["run_id"], args.uri or mark["uri"]), args.timeout) for p, mark in journals]
+    return max(codes)
 
 
 def _sync(journal: Journal, timeout: int) -> int:
@@ -73,7 +81,8 @@ def _sync(journal: Journal, timeout: int) -> int:
         journal.mark_sent(batch[-1]["n"])
         sent += len(batch)
         todo = todo[len(batch) :]
-    status = next((r["status"] for r in reversed(journal.records) if r["op"] == "status"), None)
+    own = (r for r in reversed(journal.records) if r["op"] == "status" and "run_id" not in r)
+    status = next((r["status"] for r in own), None)
     ended = f"; status {status}" if status else " (its journal has no end status: still running, or killed)"
     print(f"sent {sent} record(s) to run {run_id} in {uri}{ended}")
     return 0

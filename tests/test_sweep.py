@@ -115,8 +115,9 @@ def test_sigterm_stops_the_trials_with_checkpoints_and_leaves_nothing_running(ba
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     parent, children = runs(tmp_path)
     assert parent.info.status == "KILLED"
-    assert [c.info.status for c in children] == ["KILLED", "KILLED"]  # the third never started
-    assert all(c.data.metrics["perf/frames_per_second"] > 0 for c in children)  # they had been training
+    assert [c.info.status for c in children] == ["KILLED"] * 3  # made at the start; the third never ran
+    ran = [c for c in children if "ppo_torchrl.skipped" not in c.data.tags]
+    assert len(ran) == 2 and all(c.data.metrics["perf/frames_per_second"] > 0 for c in ran)  # trained
     assert len(list((tmp_path / "sweep" / "checkpoints").glob("*/last.pt"))) == 2
     summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
     assert summary["status"] == "KILLED" and len(summary["trials"]) == 2

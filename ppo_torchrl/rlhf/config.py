@@ -45,6 +45,18 @@ class RLHFConfig(Config):
     track: bool = _field(True, "log to MLflow: a parent run with one nested run per stage")
     experiment: str = _field("ppo_torchrl_rlhf", "MLflow experiment name")
     output_dir: str = _field("rlhf_runs", "folder for plots, samples and the final models")
+    tracking_timeout: int = _field(
+        10, "seconds an MLflow HTTP request may take (MLflow's own default: 120)", min=1
+    )
+    tracking_retries: int = _field(
+        2, "retries of a failed MLflow HTTP request, 1 s apart, doubling (MLflow's default: 7)", min=0
+    )
+    tracking_end_timeout: float = _field(
+        30.0,
+        "seconds the end of the pipeline waits for tracking to catch up; what is left waits in the "
+        "output folder's tracking.jsonl for `python -m ppo_torchrl.track sync`",
+        min=0.0,
+    )
     # --- task and models ----------------------------------------------------------------------
     min_digits: int = _field(3, "fewest digits in a prompt", min=1)
     max_digits: int = _field(6, "most digits in a prompt", min=1)

@@ -29,6 +29,7 @@ from ppo_torchrl.rlhf.sft import train_sft
 from ppo_torchrl.rlhf.task import Example, best_constant_score, make_examples, preference_pairs
 from ppo_torchrl.run.device import resolve_device
 from ppo_torchrl.run.tracking import MlflowTracker, NullTracker, Tracker
+from ppo_torchrl.run.tracking_child import ChildTracker
 
 Training = Callable[[int], list[Example]]  # n -> n fresh training prompts, none held out
 Log = Callable[[dict[str, float], int], None]
@@ -58,7 +59,10 @@ STAGE_PARAMS = {
 
 @contextmanager
 def tracked(tracker: Tracker) -> Iterator[Tracker]:
-    """End ``tracker``'s run with its true status: FINISHED, KILLED (Ctrl-C) or FAILED."""
+    """Start ``tracker``'s run if it waits to be started (a stage), and end it with its true
+    status: FINISHED, KILLED (Ctrl-C) or FAILED."""
+    if isinstance(tracker, ChildTracker):
+        tracker.start()
     try:
         yield tracker
     except KeyboardInterrupt:
@@ -70,11 +74,25 @@ def tracked(tracker: Tracker) -> Iterator[Tracker]:
     tracker.end("FINISHED")
 
 
-def stage_tracker(cfg: RLHFConfig, name: str, parent: Tracker) -> Tracker:
-    if parent.run_id is None:
-        return NullTracker()
-    params = {k: v for k, v in cfg.to_dict().items() if k.startswith(STAGE_PARAMS[name])}
-    return MlflowTracker(cfg, run_name=name, parent_run_id=parent.run_id, params=params)
+def stage_trackers(cfg: RLHFConfig, parent: Tracker) -> dict[str, Tracker]:
+    """One nested run per stage, made now while the store is known to answer; each is then
+    started, logged and ended through the parent's journal (tracking_child.py)."""
+    if not isinstance(parent, MlflowTracker):
+        return {name: NullTracker() for name in STAGE_PARAMS}
+    out: dict[str, Tracker] = {}
+    for name, prefixes in STAGE_PARAMS.items():
+        params = {k: v for k, v in cfg.to_dict().items() if k.startswith(prefixes)}
+        out[name] = ChildTracker(parent, parent.child_run(name, params))
+    return out
+
+
+def end_unstarted(stages: dict[str, Tracker]) -> None:
+    """Stages the pipeline never reached (it failed or was stopped before them) end KILLED,
+    tagged so, instead of staying SCHEDULED."""
+    for tracker in stages.values():
+        if isinstance(tracker, ChildTracker) and not tracker.started:
+            tracker.set_tags({"ppo_torchrl.skipped": "the pipeline stopped before this stage"})
+            tracker.end("KILLED")
 
 
 def held_out_split(cfg: RLHFConfig, rng: random.Random) -> tuple[list[Example], Training]:
@@ -152,11 +170,15 @@ def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
     source = cfg.model_path or f"random-init GPT-2 ({cfg.n_layer} layers, {cfg.n_embd} dims)"
     n_params = sum(p.numel() for p in policy.parameters())
     say(f"models: {source}, {n_params:,} parameters; vocab {len(tokenizer)}; device {device}")
-    parent = MlflowTracker(cfg, run_name=f"rlhf-{cfg.algo}") if cfg.track else NullTracker()
+    parent = (
+        MlflowTracker(cfg, run_name=f"rlhf-{cfg.algo}", hold_metrics=False) if cfg.track else NullTracker()
+    )
     out_dir = Path(cfg.output_dir) / (
         parent.run_id or time.strftime(f"{cfg.algo}-seed{cfg.seed}-%Y%m%d-%H%M%S")
     )
     out_dir.mkdir(parents=True, exist_ok=True)
+    parent.open(out_dir)  # from here on every record goes through its journal (tracking_writer.py)
+    stages = stage_trackers(cfg, parent)
     summary: dict[str, Any] = {
         "algo": cfg.algo,
         "model": source,
@@ -164,60 +186,10 @@ def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
         "best_constant_score": 100 * best_constant_score(held_out),
     }
     with tracked(parent):
-        started = time.perf_counter()
-        with tracked(stage_tracker(cfg, "sft", parent)) as t:
-            say(f"[1/3] SFT on {cfg.sft_demos:,} demonstrations, {cfg.sft_wrong_share:.0%} of them wrong")
-            summary.update(run_sft(cfg, policy, tokenizer, training, t.log_metrics))
-            t.flush()
-        with tracked(stage_tracker(cfg, "reward_model", parent)) as t:
-            say(
-                f"[2/3] reward model on {cfg.rm_pairs:,} preference pairs, "
-                f"{cfg.rm_label_noise:.0%} labels flipped"
-            )
-            reward_model, results = run_reward_model(
-                cfg, policy, tokenizer, training, held_out, rng, t.log_metrics
-            )
-            summary.update(results)
-            t.log_metrics({"rm_heldout_accuracy": summary["rm_heldout_accuracy"]}, 0)
-            t.flush()
-            say(f"      held-out pair accuracy {summary['rm_heldout_accuracy']:.1%}")
-        with tracked(stage_tracker(cfg, "rl", parent)) as t:
-            rl = RLStage(cfg, tokenizer, policy, reward_model)
-            before, before_greedy = rl.evaluate(held_out), rl.evaluate(held_out, greedy=True)
-            summary.update(S0=before["score"], S0_greedy=before_greedy["score"])
-            say(
-                f"[3/3] {cfg.algo.upper()}: SFT reference S0 = {before['score']:.1f} "
-                f"(greedy {before_greedy['score']:.1f}); {cfg.rl_updates} updates"
-            )
-            samples_before = rl.samples(held_out[:12])
-            history: list[dict[str, float]] = []
-
-            def log(metrics: dict[str, float], step: int) -> None:
-                history.append({"update": step, **metrics})
-                t.log_metrics(metrics, step)
-                if step % 10 == 0 or step == cfg.rl_updates:
-                    say(
-                        f"      update {step}: true score {metrics['true_score']:.1f}, reward model "
-                        f"{metrics['reward_model_score']:+.2f}, KL {metrics['kl_to_ref']:.3f}"
-                    )
-
-            summary.update(rl.train(training(cfg.rl_updates * cfg.prompts_per_update), log))
-            after, after_greedy = rl.evaluate(held_out), rl.evaluate(held_out, greedy=True)
-            summary.update(
-                final_score=after["score"],
-                final_score_greedy=after_greedy["score"],
-                final_kl_to_ref=after["kl_to_ref"],
-                final_response_length=after["response_length"],
-            )
-            samples_after = rl.samples(held_out[:12])
-            t.log_metrics(
-                {"heldout_score": after["score"], "heldout_kl_to_ref": after["kl_to_ref"]}, cfg.rl_updates
-            )
-            _write_artifacts(out_dir, history, samples_before, samples_after, summary, cfg)
-            for name in ("curves.png", "samples.txt", "summary.json"):
-                t.log_artifact(out_dir / name)
-            t.flush()
-        summary["total_seconds"] = time.perf_counter() - started
+        try:
+            _run_stages(cfg, policy, tokenizer, training, held_out, rng, stages, out_dir, summary, say)
+        finally:
+            end_unstarted(stages)
         policy.save_pretrained(out_dir / "policy")
         tokenizer.save_pretrained(out_dir / "policy")
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -225,6 +197,75 @@ def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
         parent.log_artifact(out_dir / "summary.json")
         summary["run_id"], summary["output_dir"] = parent.run_id, str(out_dir)
     return summary
+
+
+def _run_stages(
+    cfg: RLHFConfig,
+    policy: nn.Module,
+    tokenizer,
+    training: Training,
+    held_out: list[Example],
+    rng: random.Random,
+    stages: dict[str, Tracker],
+    out_dir: Path,
+    summary: dict[str, Any],
+    say: Callable[[str], None],
+) -> None:
+    """SFT, reward model and RL, each in its own nested run; results go into ``summary``."""
+    started = time.perf_counter()
+    with tracked(stages["sft"]) as t:
+        say(f"[1/3] SFT on {cfg.sft_demos:,} demonstrations, {cfg.sft_wrong_share:.0%} of them wrong")
+        summary.update(run_sft(cfg, policy, tokenizer, training, t.log_metrics))
+        t.flush()
+    with tracked(stages["reward_model"]) as t:
+        say(
+            f"[2/3] reward model on {cfg.rm_pairs:,} preference pairs, "
+            f"{cfg.rm_label_noise:.0%} labels flipped"
+        )
+        reward_model, results = run_reward_model(
+            cfg, policy, tokenizer, training, held_out, rng, t.log_metrics
+        )
+        summary.update(results)
+        t.log_metrics({"rm_heldout_accuracy": summary["rm_heldout_accuracy"]}, 0)
+        t.flush()
+        say(f"      held-out pair accuracy {summary['rm_heldout_accuracy']:.1%}")
+    with tracked(stages["rl"]) as t:
+        rl = RLStage(cfg, tokenizer, policy, reward_model)
+        before, before_greedy = rl.evaluate(held_out), rl.evaluate(held_out, greedy=True)
+        summary.update(S0=before["score"], S0_greedy=before_greedy["score"])
+        say(
+            f"[3/3] {cfg.algo.upper()}: SFT reference S0 = {before['score']:.1f} "
+            f"(greedy {before_greedy['score']:.1f}); {cfg.rl_updates} updates"
+        )
+        samples_before = rl.samples(held_out[:12])
+        history: list[dict[str, float]] = []
+
+        def log(metrics: dict[str, float], step: int) -> None:
+            history.append({"update": step, **metrics})
+            t.log_metrics(metrics, step)
+            if step % 10 == 0 or step == cfg.rl_updates:
+                say(
+                    f"      update {step}: true score {metrics['true_score']:.1f}, reward model "
+                    f"{metrics['reward_model_score']:+.2f}, KL {metrics['kl_to_ref']:.3f}"
+                )
+
+        summary.update(rl.train(training(cfg.rl_updates * cfg.prompts_per_update), log))
+        after, after_greedy = rl.evaluate(held_out), rl.evaluate(held_out, greedy=True)
+        summary.update(
+            final_score=after["score"],
+            final_score_greedy=after_greedy["score"],
+            final_kl_to_ref=after["kl_to_ref"],
+            final_response_length=after["response_length"],
+        )
+        samples_after = rl.samples(held_out[:12])
+        t.log_metrics(
+            {"heldout_score": after["score"], "heldout_kl_to_ref": after["kl_to_ref"]}, cfg.rl_updates
+        )
+        _write_artifacts(out_dir, history, samples_before, samples_after, summary, cfg)
+        for name in ("curves.png", "samples.txt", "summary.json"):
+            t.log_artifact(out_dir / name)
+        t.flush()
+    summary["total_seconds"] = time.perf_counter() - started
 
 
 def _write_artifacts(

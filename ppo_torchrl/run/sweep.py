@@ -40,7 +40,7 @@ class Trial:
     seed: int
     point: dict[str, str]  # grid values, as written on the command line
     argv: list[str]  # the train flags of this trial
-    run_id: str | None = None  # its MLflow run, made by the sweep before it starts
+    run_id: str | None = None  # its MLflow run, made by the sweep at its start
     outcome: dict[str, Any] = field(default_factory=dict)
 
     @property

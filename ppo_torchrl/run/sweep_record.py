@@ -2,10 +2,10 @@
 sweep folder (and as the parent's artifacts) the trial table, the learning curves and the
 summary JSON with per-grid-point aggregates.
 
-The sweep makes each trial's MLflow run itself, before the trial starts, and the trial
-logs into it (``MLFLOW_RUN_ID``). So a trial that dies before its tracking starts (a bad
-value, a crash on import, a killed process) is still in the store: FAILED, with its
-one-line error as the ``error`` tag, never left RUNNING.
+The sweep makes every trial's MLflow run itself, at its start (SCHEDULED until the trial
+starts), and each trial logs into its own (``MLFLOW_RUN_ID``). So a trial that dies before
+its tracking starts (a bad value, a crash on import, a killed process) is still in the
+store: FAILED, with its one-line error as the ``error`` tag, never left RUNNING.
 """
 
 from __future__ import annotations
@@ -18,22 +18,35 @@ from typing import Any
 from ppo_torchrl.run.aggregate import plot_curves, summarize, write_tables
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.sweep import Trial
-from ppo_torchrl.run.tracking import MlflowTracker, retry_store_call
+from ppo_torchrl.run.tracking import MlflowTracker
 
 FINAL_METRIC = "final_eval_mean"
 
 
 class SweepRecord:
-    def __init__(self, cfg: PPOConfig, folder: Path, params: dict[str, Any]) -> None:
-        """``cfg`` (the first trial's) says whether to track and in which experiment."""
+    def __init__(self, cfg: PPOConfig, folder: Path, params: dict[str, Any], trials: list[Trial]) -> None:
+        """``cfg`` (the first trial's) says whether to track and in which experiment. The
+        parent run and every trial's run are made now, while the store is known to answer
+        (trials SCHEDULED until they start); everything after goes through the parent's
+        journal in ``folder`` and its background writer, so a server that goes away
+        mid-sweep stalls nothing (tracking_writer.py)."""
         self.cfg, self.folder = cfg, folder
         self.parent: MlflowTracker | None = None
-        if cfg.track:
-            env_name = cfg.env.rpartition(":")[2]
-            self.parent = MlflowTracker(cfg, run_name=f"sweep-{env_name}-{folder.name}", params=params)
-            retry_store_call(
-                lambda: self.parent.client.set_tag(self.parent.run_id, "ppo_torchrl.sweep", str(folder))
-            )
+        if not cfg.track:
+            return
+        env_name = cfg.env.rpartition(":")[2]
+        self.parent = MlflowTracker(
+            cfg,
+            run_name=f"sweep-{env_name}-{folder.name}",
+            params=params,
+            tags_to_set={"ppo_torchrl.sweep": str(folder)},
+            hold_metrics=False,
+        )
+        for trial in trials:
+            tags = {"ppo_torchrl.trial": trial.name, "ppo_torchrl.seed": str(trial.seed)}
+            tags.update({f"ppo_torchrl.grid.{k}": v for k, v in trial.point.items()})
+            trial.run_id = self.parent.child_run(trial.name, {}, tags)  # its params: from the trial
+        self.parent.open(folder)
 
     @property
     def run_id(self) -> str | None:
@@ -44,20 +57,9 @@ class SweepRecord:
         return self.parent.uri if self.parent else None
 
     def trial_env(self, trial: Trial) -> dict[str, str]:
-        """The trial's MLflow run, made now under the parent; the variables that point the
-        trial's process at it."""
+        """The variables that point the trial's process at its MLflow run."""
         if self.parent is None:
             return {}
-        client, parent = self.parent.client, self.parent.run_id
-        experiment_id = retry_store_call(lambda: client.get_run(parent)).info.experiment_id
-        tags = {
-            "mlflow.parentRunId": parent,
-            "ppo_torchrl.trial": trial.name,
-            "ppo_torchrl.seed": str(trial.seed),
-        }
-        tags.update({f"ppo_torchrl.grid.{k}": v for k, v in trial.point.items()})
-        run = retry_store_call(lambda: client.create_run(experiment_id, run_name=trial.name, tags=tags))
-        trial.run_id = run.info.run_id
         return {"MLFLOW_TRACKING_URI": self.parent.uri, "MLFLOW_RUN_ID": trial.run_id}
 
     def trial_done(self, trial: Trial, outcome: dict[str, Any]) -> None:
@@ -86,14 +88,13 @@ class SweepRecord:
         }
         if self.parent is None or trial.run_id is None or code == 0:
             return
-        client, run_id = self.parent.client, trial.run_id
-        retry_store_call(lambda: client.set_tag(run_id, "error", trial.outcome["error"][:5000]))
-        run = retry_store_call(lambda: client.get_run(run_id))
-        if run.info.status == "RUNNING":  # the trial never got to end its run itself
-            if not run.data.params:
-                for key, value in {"seed": trial.seed, **trial.point}.items():
-                    retry_store_call(lambda k=key, v=value: client.log_param(run_id, k, v))
-            retry_store_call(lambda: client.set_terminated(run_id, status=trial.outcome["status"]))
+        run_id, error = trial.run_id, trial.outcome["error"][:5000]
+        self.parent.append({"op": "tags", "tags": {"error": error}, "run_id": run_id})
+        # A trial that never got to end its run itself (or to log its params) is ended here.
+        params = {"seed": trial.seed, **trial.point}
+        self.parent.append(
+            {"op": "settle", "status": trial.outcome["status"], "params": params, "run_id": run_id}
+        )
 
     def finish(self, trials: list[Trial], status: str, threshold: float | None) -> dict[str, Any]:
         """Aggregates per grid point, the table, the curves and summary.json; all logged to
@@ -149,6 +150,11 @@ class SweepRecord:
                         }
                     )
             self.parent.log_metrics(metrics, step=0)
+            for t in trials:  # never started (the sweep was stopped): not left SCHEDULED
+                if not t.outcome and t.run_id is not None:
+                    skipped = {"ppo_torchrl.skipped": "the sweep stopped before this trial"}
+                    self.parent.append({"op": "tags", "tags": skipped, "run_id": t.run_id})
+                    self.parent.append({"op": "settle", "status": "KILLED", "params": {}, "run_id": t.run_id})
             for path in (png, csv_path, md_path, summary_path):
                 self.parent.log_artifact(path)
             self.parent.end(status)

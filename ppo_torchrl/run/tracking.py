@@ -1,41 +1,30 @@
 """Experiment tracking: MLflow at the edge of the trainer, or nothing at all.
 
-The trainer talks to a small `Tracker` interface. `MlflowTracker` implements it with
-``MlflowClient`` (explicit run ids, no global active-run state). The store is MLflow's
-own choice: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working
-directory. Metrics wait in memory until the trainer has written a checkpoint covering
-them (``flush``); the ones not yet sent travel inside the checkpoint (``state``), so a run
-that is killed and resumed logs every step exactly once. Store calls that hit a busy
-SQLite file (several runs writing at once) are retried with backoff.
+The trainer talks to a small `Tracker` interface: `NullTracker` (``--no-track``) or
+`MlflowTracker` (tracking_mlflow.py), which sends every record through the run folder's
+journal and a background writer (tracking_writer.py). The store is MLflow's own choice:
+``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from ppo_torchrl.fields import Config
-from ppo_torchrl.run.metric_names import grouped_name
-from ppo_torchrl.run.tracking_send import (
-    TrackingError,
-    check_reachable,
-    retry_store_call,
-    send_records,
-    set_http_limits,
-    sqlite_init_lock,
-)
-from ppo_torchrl.run.tracking_writer import BackgroundWriter, Journal, read_sent, released
+from ppo_torchrl.run.tracking_mlflow import RUN_STATUSES, MlflowTracker
+from ppo_torchrl.run.tracking_send import TrackingError, retry_store_call
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; concurrent first use of one SQLite file is unguarded
-    fcntl = None
-
-RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
-EXPERIMENT_KIND = "mlflow.experimentKind"
+__all__ = [
+    "RUN_STATUSES",
+    "MlflowTracker",
+    "NullTracker",
+    "Tracker",
+    "TrackingError",
+    "make_tracker",
+    "retry_store_call",
+]
 
 
 class Tracker(Protocol):
@@ -93,258 +82,6 @@ class NullTracker:
 
     def end(self, status: str, flush: bool = True, wait: float | None = None) -> None:
         pass
-
-
-class MlflowTracker:
-    """One MLflow run: params at start, metrics per update, artifacts, a true end status.
-
-    ``resume`` (a tracker ``state()`` from a checkpoint) reopens that run instead of
-    starting one: it is set RUNNING again and receives the metrics the checkpoint carried.
-    ``attach_run_id`` logs into a run someone else created (a sweep creates each trial's run
-    under its own, so that a trial that dies before it gets this far is still recorded).
-    """
-
-    def __init__(
-        self,
-        cfg: Config,
-        run_name: str | None = None,
-        resume: dict[str, Any] | None = None,
-        parent_run_id: str | None = None,
-        params: dict[str, Any] | None = None,
-        attach_run_id: str | None = None,
-        tags_to_set: dict[str, str] | None = None,
-    ) -> None:
-        import mlflow
-        from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
-
-        self.uri = mlflow.get_tracking_uri()
-        set_http_limits(cfg)
-        check_reachable(self.uri)
-        with sqlite_init_lock(self.uri):  # opening the store creates or migrates its tables
-            self.client = MlflowClient(self.uri)
-        self._buffer: list[Any] = []
-        self._ended = False
-        self._system_metrics: Any = None
-        self.journal: Journal | None = None  # from `open`: records go through the writer
-        self.writer: BackgroundWriter | None = None
-        self._models: dict[int, tuple[Any, Any]] = {}  # journal n -> (policy, observations)
-        self.logged_model: Any = None
-        self._resume_n = resume.get("journal_n") if resume else None
-        self._end_timeout = float(getattr(cfg, "tracking_end_timeout", 30.0))
-        if resume and resume.get("run_id") and self._reopen(resume):
-            self._start_system_metrics(cfg, resumed=True)
-            return
-        self.run_id: str | None = attach_run_id
-        if attach_run_id:  # a run made for us (a sweep's trial): it must exist in this store
-            from mlflow.exceptions import MlflowException
-
-            try:
-                retry_store_call(lambda: self.client.update_run(attach_run_id, status="RUNNING"))
-            except MlflowException as err:
-                reason = str(err).splitlines()[0]
-                raise TrackingError(
-                    f"tracking: cannot log to run {attach_run_id} in {self.uri} ({reason})"
-                ) from None
-        else:
-            experiment_id = retry_store_call(lambda: self._experiment_id(cfg.experiment))
-            tags = {"ppo_torchrl.resumed_from": resume["run_id"]} if resume and resume.get("run_id") else {}
-            if parent_run_id:
-                tags["mlflow.parentRunId"] = parent_run_id  # shows as a nested run in the MLflow UI
-            run = retry_store_call(
-                lambda: self.client.create_run(experiment_id, run_name=run_name, tags=tags or None)
-            )
-            self.run_id = run.info.run_id
-        values = cfg.to_dict() if params is None else params
-        batch = [Param(k, str(v)) for k, v in values.items()]
-        # Where the run came from, as MLflow's fluent API records it (script, git commit, user),
-        # and the caller's tags to filter by.
-        from mlflow.entities import RunTag
-        from mlflow.tracking.context.registry import resolve_tags
-
-        labels = [RunTag(k, str(v)) for k, v in resolve_tags(tags_to_set or {}).items()]
-        retry_store_call(
-            lambda: self.client.log_batch(self.run_id, params=batch, tags=labels, synchronous=True)
-        )
-        retry_store_call(lambda: self.client.log_dict(self.run_id, values, "config.yaml"))
-        self._start_system_metrics(cfg, resumed=False)
-
-    def _start_system_metrics(self, cfg: Config, resumed: bool) -> None:
-        if getattr(cfg, "system_metrics", False):
-            from ppo_torchrl.run.system_metrics import SystemMetrics
-
-            interval = cfg.system_metrics_interval  # type: ignore[attr-defined]
-            self._system_metrics = SystemMetrics(self.run_id, self.uri, interval, resume=resumed)
-
-    def _experiment_id(self, name: str) -> str:
-        """The experiment, made if need be, marked as model training (MLflow 3 opens an
-        experiment without the mark in its GenAI view)."""
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is None:
-            return self.client.create_experiment(name, tags={EXPERIMENT_KIND: "custom_model_development"})
-        if EXPERIMENT_KIND not in experiment.tags:
-            self.client.set_experiment_tag(
-                experiment.experiment_id, EXPERIMENT_KIND, "custom_model_development"
-            )
-        return experiment.experiment_id
-
-    def _reopen(self, resume: dict[str, Any]) -> bool:
-        """Continue the checkpoint's run if this store has it; False if it does not."""
-        from mlflow.entities import Metric
-        from mlflow.exceptions import MlflowException
-
-        try:
-            retry_store_call(lambda: self.client.get_run(resume["run_id"]))
-        except MlflowException:
-            return False  # another store: a new run, tagged with the one it continues
-        self.run_id = resume["run_id"]
-        retry_store_call(lambda: self.client.update_run(self.run_id, status="RUNNING"))
-        # Re-sending identical metrics (same timestamp) is a no-op in MLflow, so metrics
-        # that were already flushed before the interruption are not duplicated.
-        self._buffer = [Metric(*m) for m in resume.get("pending", [])]
-        self.flush()
-        return True
-
-    def open(self, folder: Path) -> None:
-        """From now on every record goes to ``folder``'s journal and the background writer
-        (tracking_writer.py); a resumed run cuts the journal back to its checkpoint."""
-        journal = Journal(folder, self.run_id, self.uri)
-        if journal.records and read_sent(folder).get("run_id") not in (None, self.run_id):
-            journal.path.rename(folder / f"tracking-{read_sent(folder)['run_id']}.jsonl")  # another run's
-            journal.sent_path.unlink(missing_ok=True)
-            journal = Journal(folder, self.run_id, self.uri)
-        journal.cut_after(self._resume_n if self._resume_n is not None else journal.last)
-        if self._buffer:  # metrics logged before the folder was known
-            self._append_metrics(journal, self._buffer)
-            self._buffer = []
-        self.journal = journal
-        self.writer = BackgroundWriter(journal, self._send, f"MLflow at {self.uri}")
-
-    @staticmethod
-    def _append_metrics(journal: Journal, metrics: list[Any]) -> None:
-        journal.append({"op": "metrics", "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics]})
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        rows = [Metric(grouped_name(k), float(v), now, step) for k, v in metrics.items()]
-        if self.journal is None:
-            self._buffer += rows
-        else:
-            self._append_metrics(self.journal, rows)
-
-    def flush(self) -> None:
-        """Release what the checkpoint just written covers (without a journal: send it now)."""
-        if self.journal is not None:
-            self.journal.append({"op": "release", "upto": self.journal.last}, sync=True)
-            self.writer.wake()
-            return
-        while self._buffer:  # MLflow takes at most 1000 metrics per batch
-            chunk = self._buffer[:1000]
-            retry_store_call(
-                lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
-            )
-            self._buffer = self._buffer[1000:]
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "uri": self.uri,
-            "pending": [(m.key, m.value, m.timestamp, m.step) for m in self._buffer],
-            "journal_n": self.journal.last if self.journal is not None else None,
-        }
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        if self.journal is None:
-            retry_store_call(lambda: [self.client.set_tag(self.run_id, k, v) for k, v in tags.items()])
-            return
-        self.journal.append({"op": "tags", "tags": tags})
-        self.writer.wake()
-
-    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        if self.journal is None:
-            retry_store_call(lambda: self.client.log_artifact(self.run_id, str(path), folder))
-            return
-        self.journal.append({"op": "artifact", "path": str(Path(path).resolve()), "folder": folder})
-        self.writer.wake()
-
-    def log_model(
-        self,
-        policy: Any,
-        observations: Any,
-        register_as: str | None,
-        alias: str,
-        checkpoint: Path | None = None,
-    ) -> Any:
-        """Log the greedy policy as this run's MLflow model (mlflow_model.py); registered too
-        when ``register_as`` names a registered model. With a journal it waits for the writer
-        at most the end-of-run deadline: None if the model is still waiting then."""
-        from ppo_torchrl.run.mlflow_model import log_policy
-
-        if self.journal is None:
-            return log_policy(self.client, self.run_id, policy, observations, register_as, alias)
-        record = {"op": "model", "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None}
-        record = self.journal.append({**record, "register_as": register_as, "alias": alias})
-        self._models[record["n"]] = (policy, observations)
-        self.writer.drain(self._end_timeout)
-        return self.logged_model
-
-    def _send(self, batch: list[dict[str, Any]]) -> None:
-        """The writer's one request (or one model): records are sent as they were journalled.
-        A model that cannot be made (not a store that does not answer) is given up, said in
-        one line, so the records after it — the final status — still go."""
-        from mlflow.exceptions import MlflowException
-        from requests import RequestException
-
-        try:
-            logged = send_records(self.client, self.run_id, batch, self._models)
-        except (MlflowException, RequestException, OSError):
-            raise  # the store: the writer keeps the record and retries
-        except Exception as err:
-            if batch[0]["op"] != "model":
-                raise
-            from ppo_torchrl.run.mlflow_model import warn_not_logged
-
-            warn_not_logged(err)
-            return
-        if logged is not None:
-            self.logged_model = logged
-
-    def end(self, status: str, flush: bool = True, wait: float | None = None) -> None:
-        """Record the run's final status. With a journal: wait at most ``wait`` s (default: the
-        end-of-run deadline) for the writer; what is left waits in the journal, said in one line.
-        ``flush=False`` (a second signal) drops the metrics no checkpoint covers."""
-        if self._ended:
-            return
-        assert status in RUN_STATUSES, status
-        self._ended = True
-        wait = self._end_timeout if wait is None else wait
-        if self._system_metrics is not None:  # before the status: it stops at a run not RUNNING
-            self._system_metrics.finish(timeout=min(wait, 5.0))
-        if self.journal is None:
-            try:
-                if flush:
-                    self.flush()
-            finally:
-                retry_store_call(lambda: self.client.set_terminated(self.run_id, status=status))
-            return
-        if flush:
-            self.flush()
-        else:
-            self.journal.cut_after(released(self.journal.records))
-        self.journal.append({"op": "status", "status": status}, sync=True)
-        drained = self.writer.drain(wait)
-        self.writer.close()
-        if not drained:
-            left, folder = len(self.writer.waiting()), self.journal.folder.resolve()
-            print(
-                f"tracking: {left} record(s) of run {self.run_id} not sent "
-                f"({self.writer.error or 'the end-of-run deadline passed'}); they wait in "
-                f"{self.journal.path.resolve()}: python -m ppo_torchrl.track sync {folder}",
-                file=sys.stderr,
-                flush=True,
-            )
 
 
 def make_tracker(

@@ -46,27 +46,44 @@ def retry_store_call(call: Callable[[], T]) -> T:
 
 
 def send_records(client: Any, run_id: str, batch: list[dict[str, Any]], models: dict[int, Any]) -> Any:
-    """Send journal records (one kind per batch) to the run; the LoggedPolicy for a model."""
-    from mlflow.entities import Metric
+    """Send journal records (one kind, one run per batch) to their run: the record's own
+    ``run_id`` (a pipeline's stage, a sweep's trial) or else ``run_id``, the journal's. The
+    LoggedPolicy for a model."""
+    from mlflow.entities import Metric, Param, RunTag
 
-    op = batch[0]["op"]
+    op, target = batch[0]["op"], batch[0].get("run_id", run_id)
     if op == "metrics":
         rows = [Metric(*m) for r in batch for m in r["metrics"]]
-        retry_store_call(lambda: client.log_batch(run_id, metrics=rows, synchronous=True))
+        retry_store_call(lambda: client.log_batch(target, metrics=rows, synchronous=True))
     elif op == "artifact":
         [r] = batch
-        retry_store_call(lambda: client.log_artifact(run_id, r["path"], r["folder"]))
+        retry_store_call(lambda: client.log_artifact(target, r["path"], r["folder"]))
     elif op == "tags":
-        from mlflow.entities import RunTag
-
         [r] = batch
         labels = [RunTag(k, str(v)) for k, v in r["tags"].items()]
-        retry_store_call(lambda: client.log_batch(run_id, tags=labels, synchronous=True))
+        retry_store_call(lambda: client.log_batch(target, tags=labels, synchronous=True))
+    elif op == "status" and batch[0]["status"] == "RUNNING":  # a stage starting
+        retry_store_call(lambda: client.update_run(target, status="RUNNING"))
     elif op == "status":
-        retry_store_call(lambda: client.set_terminated(run_id, status=batch[0]["status"]))
+        retry_store_call(lambda: client.set_terminated(target, status=batch[0]["status"]))
+    elif op == "attach":  # a run made for this one, joined while its server did not answer
+        [r] = batch
+        params = [Param(k, str(v)) for k, v in r["params"].items()]
+        labels = [RunTag(k, str(v)) for k, v in r["tags"].items()]
+        retry_store_call(lambda: client.update_run(target, status="RUNNING"))
+        retry_store_call(lambda: client.log_batch(target, params=params, tags=labels, synchronous=True))
+        retry_store_call(lambda: client.log_dict(target, r["params"], "config.yaml"))
+    elif op == "settle":  # a sweep's trial that may never have ended its run itself
+        [r] = batch
+        run = retry_store_call(lambda: client.get_run(target))
+        if run.info.status in ("RUNNING", "SCHEDULED"):
+            if not run.data.params:
+                params = [Param(k, str(v)) for k, v in r["params"].items()]
+                retry_store_call(lambda: client.log_batch(target, params=params, synchronous=True))
+            retry_store_call(lambda: client.set_terminated(target, status=r["status"]))
     elif op == "model":
         [r] = batch
-        return _send_model(client, run_id, r, models.get(r["n"]))
+        return _send_model(client, target, r, models.get(r["n"]))
     return None
 
 

@@ -134,12 +134,15 @@ def sendable(records: list[dict[str, Any]], sent: int) -> list[dict[str, Any]]:
 
 
 def next_batch(todo: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The next record of ``todo``, or its leading metric records up to MLflow's batch limit."""
+    """The next record of ``todo``, or its leading metric records of one run up to MLflow's
+    batch limit."""
     if not todo or todo[0]["op"] != "metrics":
         return todo[:1]
-    batch, count = [], 0
+    batch, count, run = [], 0, todo[0].get("run_id")
     for record in todo:
-        if record["op"] != "metrics" or (batch and count + len(record["metrics"]) > MAX_METRICS_PER_BATCH):
+        if record["op"] != "metrics" or record.get("run_id") != run:
+            break
+        if batch and count + len(record["metrics"]) > MAX_METRICS_PER_BATCH:
             break
         batch.append(record)
         count += len(record["metrics"])
