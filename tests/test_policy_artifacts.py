@@ -303,3 +303,9 @@ def test_a_run_explains_itself_in_mlflow(cartpole_run: dict) -> None:
     assert "python -m ppo_torchrl.evaluate" in note and "python -m ppo_torchrl.train --resume" in note
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # metric names grouped by prefix: one section each in MLflow's UI
+    groups = {name.partition("/")[0] for name in run.data.metrics}
+    assert groups == {"train", "loss", "eval", "perf", "system"}, sorted(run.data.metrics)
+    assert {"loss/objective", "train/clip_fraction", "eval/return", "perf/frames_per_second"} <= set(
+        run.data.metrics
+    )

@@ -65,8 +65,8 @@ def tracked(tracker: Tracker) -> Iterator[Tracker]:
         tracker.start()
     try:
         yield tracker
-    except KeyboardInterrupt:
-        tracker.end("KILLED")
+    except KeyboardInterrupt:  # Ctrl-C: wait for tracking only briefly (train's SIGNAL_WAIT)
+        tracker.end("KILLED", wait=3.0)
         raise
     except BaseException:
         tracker.end("FAILED")

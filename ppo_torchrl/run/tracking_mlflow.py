@@ -150,8 +150,9 @@ class MlflowTracker:
             self._system_metrics = SystemMetrics(self.run_id, self.uri, interval, resume=resumed)
 
     def _experiment_id(self, name: str) -> str:
-        """The experiment, made if need be, marked as model training (MLflow 3 opens an
-        experiment without the mark in its GenAI view)."""
+        """The experiment, made if need be, marked as model training (MLflow 3 opened an
+        experiment without the mark in its GenAI view; 3.17's UI follows its own switch,
+        see the README)."""
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             return self.client.create_experiment(name, tags={EXPERIMENT_KIND: "custom_model_development"})
