@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -91,3 +96,41 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+class Server:
+    """``mlflow server`` on loopback over a SQLite file that outlives the process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        mlflow_cli = Path(sys.executable).with_name("mlflow")
+        args = ["server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        args += ["--backend-store-uri", f"sqlite:///{self.root / 'backend.db'}"]
+        args += ["--artifacts-destination", str(self.root / "artifacts")]
+        log = (self.root / "server.log").open("a")
+        self.proc = subprocess.Popen([str(mlflow_cli), *args], stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("mlflow server did not start")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its workers, at once
+        self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    server = Server(tmp_path)
+    server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.kill()

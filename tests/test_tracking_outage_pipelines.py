@@ -11,23 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from mlflow.tracking import MlflowClient
 
 from ppo_torchrl.run.tracking_writer import SENT
+from tests.conftest import Server
 from tests.test_rlhf import TINY
-from tests.test_tracking_outage import Server
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def live(tmp_path: Path):
-    server = Server(tmp_path)
-    server.start()
-    yield server
-    if server.proc.poll() is None:
-        server.kill()
 
 
 def start(cmd: list[str], cwd: Path, uri: str) -> subprocess.Popen:
@@ -64,9 +54,8 @@ def sync(folder: Path, uri: str) -> subprocess.CompletedProcess:
 
 
 def test_rlhf_pipeline_outlives_its_server_and_sync_completes_every_stage(
-    live: Server, tmp_path: Path
+    server: Server, tmp_path: Path
 ) -> None:
-    server = live
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     proc = start(
         ["ppo_torchrl.rlhf", *flags, "--output-dir", "out", "--tracking-end-timeout", "2"],
@@ -100,8 +89,9 @@ def test_rlhf_pipeline_outlives_its_server_and_sync_completes_every_stage(
     assert "nothing to send" in sync(folder, server.uri).stdout  # idempotent
 
 
-def test_sweep_outlives_its_server_and_sync_completes_parent_and_trials(live: Server, tmp_path: Path) -> None:
-    server = live
+def test_sweep_outlives_its_server_and_sync_completes_parent_and_trials(
+    server: Server, tmp_path: Path
+) -> None:
     frames = 4096
     cmd = ["ppo_torchrl.sweep", "--seeds", "0,1", "--workers", "1", "--sweep-dir", "sw"]
     cmd += ["--frames", str(frames), "--eval-every-frames", "2048", "--eval-episodes", "3"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.fields import Config, ConfigError, field_like
 from ppo_torchrl.fields import config_field as _field
+from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.device import check_device_name
 
 # The RL-stage fields whose default depends on --algo (None in a config = this default).
@@ -45,17 +46,15 @@ class RLHFConfig(Config):
     track: bool = _field(True, "log to MLflow: a parent run with one nested run per stage")
     experiment: str = _field("ppo_torchrl_rlhf", "MLflow experiment name")
     output_dir: str = _field("rlhf_runs", "folder for plots, samples and the final models")
-    tracking_timeout: int = _field(
-        10, "seconds an MLflow HTTP request may take (MLflow's own default: 120)", min=1
-    )
-    tracking_retries: int = _field(
-        2, "retries of a failed MLflow HTTP request, 1 s apart, doubling (MLflow's default: 7)", min=0
-    )
-    tracking_end_timeout: float = _field(
+    # The same bounds as training's (run/config.py), named once.
+    tracking_timeout: int = field_like(PPOConfig, "tracking_timeout", 10)
+    tracking_retries: int = field_like(PPOConfig, "tracking_retries", 2)
+    tracking_end_timeout: float = field_like(
+        PPOConfig,
+        "tracking_end_timeout",
         30.0,
-        "seconds the end of the pipeline waits for tracking to catch up; what is left waits in the "
-        "output folder's tracking.jsonl for `python -m ppo_torchrl.track sync`",
-        min=0.0,
+        help="seconds the end of the pipeline waits for tracking to catch up; what is left waits in "
+        "the output folder's tracking.jsonl for `python -m ppo_torchrl.track sync`",
     )
     # --- task and models ----------------------------------------------------------------------
     min_digits: int = _field(3, "fewest digits in a prompt", min=1)
