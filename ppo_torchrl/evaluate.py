@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=100, help="episodes (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed (default: 0)")
     parser.add_argument(
+        "--seed-index",
+        type=int,
+        metavar="K",
+        help="of a --num-seeds run's checkpoint, evaluate seed number K (0-based)",
+    )
+    parser.add_argument(
         "--device",
         default="cpu",
         help="where the policy runs: 'cpu', 'cuda', 'cuda:N' or 'auto' (default: cpu)",
@@ -47,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         from ppo_torchrl.run.checkpoint import load_policy  # torch: after the cheap checks
         from ppo_torchrl.run.device import resolve_device
 
-        cfg, actor = load_policy(args.checkpoint, resolve_device(args.device))
+        cfg, actor = load_policy(args.checkpoint, resolve_device(args.device), args.seed_index)
         if args.video:
             from ppo_torchrl.run.video import check_video
 

@@ -47,6 +47,12 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the env that gives the observations (default: 0)"
     )
+    parser.add_argument(
+        "--seed-index",
+        type=int,
+        metavar="K",
+        help="of a --num-seeds run's checkpoint, export seed number K (0-based)",
+    )
     return parser
 
 
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             _check_onnx_installed()
         from ppo_torchrl.run.checkpoint import load_policy  # torch: after the cheap checks
 
-        cfg, actor = load_policy(args.checkpoint, "cpu")
+        cfg, actor = load_policy(args.checkpoint, "cpu", args.seed_index)
     except (CheckpointError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

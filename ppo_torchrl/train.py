@@ -209,6 +209,10 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         from ppo_torchrl.run.collection import check_collector
         from ppo_torchrl.run.device import resolve_device
 
+        if cfg.num_seeds > 1:
+            from ppo_torchrl.run.seeds_trainer import check_seeds_config
+
+            check_seeds_config(cfg)
         backend_for(cfg.env, cfg.env_backend, cfg.env_kwargs)
         check_collector(cfg)
         resolve_device(cfg.device)
@@ -220,6 +224,8 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             return 0
         if stop.requested():
             return stop.exit_code  # stopped before anything started
+        if cfg.num_seeds > 1:
+            return _run_seeds(cfg, stop, args, preset)
         from ppo_torchrl.run.progress import ConsoleReporter
         from ppo_torchrl.run.trainer import Trainer
 
@@ -235,6 +241,26 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         print(f"error: {one_line(str(err))}", file=sys.stderr)  # a value may hold a line break
         return 2
     return _run(trainer, stop, args, resumed_from=path, preset=preset)
+
+
+def _run_seeds(cfg: PPOConfig, stop: StopSignal, args: Any, preset: str | None) -> int:
+    """``--num-seeds N``: every seed in one program (run/seeds_run.py)."""
+    from ppo_torchrl.run.device import resolve_device
+    from ppo_torchrl.run.seeds_run import run_seeds
+
+    tags = {"env": cfg.env, "algorithm": "PPO", "preset": preset or "none"}
+    try:
+        tracker = make_tracker(
+            cfg, run_name=f"{cfg.env}-seeds{cfg.seed}-{cfg.seed + cfg.num_seeds - 1}", tags=tags
+        )
+    except TrackingError as err:
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    try:
+        return run_seeds(cfg, tracker, resolve_device(cfg.device), stop.requested, args.summary_json)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
 
 
 def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, preset: str | None) -> int:

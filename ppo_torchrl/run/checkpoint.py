@@ -93,9 +93,11 @@ def checkpoint_path(path: str | Path) -> Path:
     return path / "last.pt" if path.is_dir() else path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, allow_seeds: bool = False) -> dict[str, Any]:
     """Read and check a checkpoint (a file or a run folder); CheckpointError (one line) if it
-    is missing, truncated, foreign, of another format, or any field is off."""
+    is missing, truncated, foreign, of another format, or any field is off. A many-seeds
+    run's checkpoint (seeds_checkpoint.py) comes back unchecked with ``allow_seeds``, and is
+    refused otherwise."""
     path = checkpoint_path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -107,6 +109,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"{path} is not a ppo_torchrl checkpoint")
     version = state.pop("format_version")
+    if state.get("format") == "ppo_torchrl-seeds":
+        if allow_seeds:
+            return state
+        raise CheckpointError(
+            f"{path} holds {len(state.get('seeds') or [])} seeds trained together (--num-seeds), which "
+            "cannot be resumed yet; evaluate or export one of them with --seed-index K"
+        )
     if version == 1 and isinstance(state.get("counters"), dict):
         _from_format_1(state)
         version = 2
@@ -171,12 +180,20 @@ def check_weights(state: dict[str, Any], actor: nn.Module, critic: nn.Module, pa
                 raise CheckpointError(f"{path}: optimizer {key} of tensor {i} does not fit its weights")
 
 
-def load_policy(path: str | Path, device: torch.device | str | None = None) -> tuple[PPOConfig, nn.Module]:
-    """The config and the trained actor of a checkpoint (checked whole), on ``device``."""
+def load_policy(
+    path: str | Path, device: torch.device | str | None = None, seed_index: int | None = None
+) -> tuple[PPOConfig, nn.Module]:
+    """The config and the trained actor of a checkpoint (checked whole), on ``device``; of a
+    many-seeds checkpoint, seed number ``seed_index``'s (0-based)."""
     from ppo_torchrl.envs.factory import make_env
     from ppo_torchrl.models.actor_critic import make_actor_critic
+    from ppo_torchrl.run.seeds_checkpoint import is_seeds_checkpoint, seed_policy
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, allow_seeds=True)
+    if is_seeds_checkpoint(state):
+        return seed_policy(checkpoint_path(path), state, seed_index, device)
+    if seed_index is not None:
+        raise CheckpointError(f"--seed-index: {checkpoint_path(path)} holds one seed's run, not many")
     cfg = config_from_checkpoint(state, path)
     env = make_env(cfg.env, 1, seed=cfg.seed, backend=cfg.env_backend, env_kwargs=cfg.env_kwargs)
     try:

@@ -31,10 +31,16 @@ class PPOConfig(Config):
     )
     seed: int = _field(0, "random seed for torch, the envs and evaluation", min=0)
     num_envs: int = _field(16, "parallel environments collected from", min=1)
+    num_seeds: int = _field(
+        1,
+        "train seeds seed ... seed+N-1 together in one program, seeds as a batch dimension "
+        "(torch-native envs only; see run/seeds_trainer.py)",
+        min=1,
+    )
     env_backend: str = _field(
         "auto",
         "training env backend: 'gymnasium' (GymWrapper over a gymnasium vector env), 'torch' "
-        "(torch-native batched copy, CartPole-v1 only) or 'auto' (torch where it exists)",
+        "(torch-native batched copy: CartPole-v1, Acrobot-v1) or 'auto' (torch where it exists)",
         choices=("auto", "gymnasium", "torch"),
     )
     torch_threads: int = _field(

@@ -1,0 +1,111 @@
+"""The checkpoint of a many-seeds run: every seed in one file, any one of them taken out.
+
+    format          "ppo_torchrl-seeds"
+    seeds_format_version  1 (format_version is checkpoint.py's writer's own)
+    config          the run's PPOConfig (num_seeds > 1), as a dict of fields
+    seeds           [seed, seed+1, ...]
+    actor, critic   the stacked networks' flat weights, [seeds, P] each
+    optimizer       the masked Adam's moments and per-seed step counts
+    progress        frames per seed, training and evaluation seconds, evaluations per seed
+    env             the seeded envs' states, step counts and stream position
+    streams         positions of the action and minibatch streams
+
+`seed_policy(path, k)` rebuilds seed k's actor as an ordinary single-seed actor, so
+``evaluate --seed-index k`` and ``export --seed-index k`` reuse the single-seed code.
+Written atomically by checkpoint.py's `save_checkpoint(path, seeds_state(trainer))`; read
+back checked (checkpoint.py's `load_policy` hands it here), with one-line
+`CheckpointError`s. (A many-seeds run cannot be resumed yet; the file holds what a resume
+would need.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.run.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ppo_torchrl.run.seeds_trainer import SeedsTrainer
+
+FORMAT = "ppo_torchrl-seeds"
+VERSION = 1
+
+
+def seeds_state(trainer: SeedsTrainer) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "seeds_format_version": VERSION,
+        "config": trainer.cfg.to_dict(),
+        "seeds": list(trainer.seeds),
+        "actor": trainer.actor_net.flat.detach().cpu(),
+        "critic": trainer.critic_net.flat.detach().cpu(),
+        "optimizer": {k: v for k, v in trainer.optimizer.state_dict().items()},
+        "progress": {
+            "frames": trainer.frames,
+            "train_seconds": trainer.train_seconds,
+            "eval_seconds": trainer.eval_seconds,
+            "evals": [[list(p) for p in points] for points in trainer.evals],
+        },
+        "env": trainer.env.snapshot(),
+        "streams": {"action": trainer.action_streams.state(), "minibatch": trainer.update.streams.state()},
+    }
+
+
+def is_seeds_checkpoint(state: Any) -> bool:
+    return isinstance(state, dict) and state.get("format") == FORMAT
+
+
+def check_seeds_state(state: dict[str, Any], path: Path) -> PPOConfig:
+    """The stored config, after checking the fields a policy needs; CheckpointError if off."""
+    if state.get("seeds_format_version") != VERSION:
+        raise CheckpointError(
+            f"{path}: many-seeds checkpoint format {state.get('seeds_format_version')!r}, expected {VERSION}"
+        )
+    try:
+        cfg = PPOConfig(**state["config"])
+    except (TypeError, KeyError, ConfigError) as err:
+        raise CheckpointError(f"{path}: stored config is invalid ({str(err).splitlines()[0]})") from None
+    seeds = state.get("seeds")
+    actor = state.get("actor")
+    if not isinstance(seeds, list) or not isinstance(actor, torch.Tensor) or actor.shape[0] != len(seeds):
+        raise CheckpointError(f"{path}: many-seeds checkpoint is damaged (seeds and weights disagree)")
+    return cfg
+
+
+def seed_policy(
+    path: Path, state: dict[str, Any], index: int | None, device: torch.device | str | None
+) -> tuple[PPOConfig, nn.Module]:
+    """Seed ``index``'s actor (an ordinary single-seed actor) from a many-seeds checkpoint;
+    its config is the single-seed config of that seed."""
+    from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
+    from ppo_torchrl.models.actor_critic import make_actor_critic
+    from ppo_torchrl.models.stacked import StackedMLP
+
+    cfg = check_seeds_state(state, path)
+    seeds = state["seeds"]
+    if index is None:
+        raise CheckpointError(
+            f"{path} holds {len(seeds)} seeds ({seeds[0]}..{seeds[-1]}) trained together: "
+            f"pick one with --seed-index K (0..{len(seeds) - 1})"
+        )
+    if not 0 <= index < len(seeds):
+        raise CheckpointError(f"--seed-index {index} is out of range: {path} holds seeds 0..{len(seeds) - 1}")
+    probe = TORCH_NATIVE_ENVS[cfg.env](1)
+    actor, _ = make_actor_critic(probe, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
+    template = actor.module[0].module
+    stacked = StackedMLP([template], cfg.activation)
+    if stacked.flat.shape[1] != state["actor"].shape[1]:
+        raise CheckpointError(
+            f"{path}: actor weights do not fit its config ({state['actor'].shape[1]} per seed)"
+        )
+    stacked.flat.data.copy_(state["actor"][index : index + 1])
+    stacked.copy_seed_into(0, actor)
+    single = PPOConfig(**{**cfg.to_dict(), "seed": seeds[index], "num_seeds": 1})
+    return single, actor.to(device or "cpu")
