@@ -1,0 +1,105 @@
+"""``train --num-seeds N``: many seeds in one program, end to end, with the real CLI and files.
+
+One real 3-seed CartPole run (torch-native env, gymnasium's env for the final evaluation)
+is shared by the tests of what it leaves behind: a checkpoint holding every seed, from
+which ``evaluate`` and ``export`` take one with ``--seed-index``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.run.seeds_trainer import SeedsTrainer
+
+FRAMES = 6144
+
+
+def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"ppo_torchrl.{module}", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, subprocess.CompletedProcess]:
+    folder = tmp_path_factory.mktemp("seeds")
+    done = cli(
+        "train", "--num-seeds", "3", "--seed", "4", "--frames", str(FRAMES), "--no-track",
+        "--eval-episodes", "20", "--summary-json", "s.json", cwd=folder,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return folder, json.loads((folder / "s.json").read_text()), done
+
+
+def test_a_run_trains_every_seed_and_reports_each(run: tuple) -> None:
+    folder, summary, done = run
+    assert summary["seeds"] == [4, 5, 6]
+    assert summary["frames_per_seed"] == FRAMES // 512 * 512
+    assert len(summary["final_eval_means"]) == 3 and len(summary["evals"]) == 3
+    assert summary["final"]["runs"] == 3
+    # learning happened (a random CartPole policy scores ~22), for every seed
+    assert min(summary["final_eval_means"]) > 60, summary["final_eval_means"]
+    assert "final greedy IQM" in done.stdout and "frames/s over all seeds" in done.stdout
+    run_dir = Path(folder / summary["checkpoint"]).parent
+    assert {"final.pt", "seeds.json", "seeds.md", "learning_curves.png"} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_evaluate_takes_one_seed_and_repeats_its_final_evaluation(run: tuple) -> None:
+    folder, summary, _ = run
+    done = cli("evaluate", summary["checkpoint"], "--seed-index", "1", "--seed", "5", "--episodes", "20", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert f"greedy return {summary['final_eval_means'][1]:.1f}" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "holds 3 seeds (4..6) trained together: pick one with --seed-index K (0..2)"),
+        (["--seed-index", "3"], "--seed-index 3 is out of range"),
+    ],
+)
+def test_a_seeds_checkpoint_without_a_valid_index_is_one_line(run: tuple, args: list, says: str) -> None:
+    folder, summary, _ = run
+    done = cli("evaluate", summary["checkpoint"], *args, cwd=folder)
+    assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_export_takes_one_seed(run: tuple) -> None:
+    folder, summary, _ = run
+    done = cli("export", summary["checkpoint"], "--seed-index", "2", "--torch-export", "p.pt2", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert "256/256 actions identical" in done.stdout and (folder / "p.pt2").is_file()
+
+
+def test_resuming_a_seeds_checkpoint_is_refused_in_one_line(run: tuple) -> None:
+    folder, summary, _ = run
+    done = cli("train", "--resume", summary["checkpoint"], cwd=folder)
+    assert done.returncode == 2 and "cannot be resumed yet" in done.stderr
+
+
+def test_an_env_without_a_torch_native_copy_is_refused_with_the_envs_that_can(tmp_path: Path) -> None:
+    done = cli("train", "--num-seeds", "4", "--env", "LunarLander-v3", "--no-track", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "CartPole-v1" in done.stderr and "LunarLander-v3" in done.stderr
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_seed_k_trains_the_same_alone_or_beside_others() -> None:
+    """Per-seed streams and per-seed update state: seed 6 in a batch of seeds 4..7 ends two
+    iterations with the weights seed 6 gets alone (up to float rounding of batched matmuls)."""
+    weights = []
+    for seed, n in ((4, 4), (6, 1)):
+        trainer = SeedsTrainer(PPOConfig(seed=seed, num_seeds=n, track=False, frames=4096), torch.device("cpu"))
+        for i in range(2):
+            trainer.iterate(i)
+        weights.append(trainer.actor_net.flat.detach())
+    together, alone = weights[0][2], weights[1][0]
+    assert torch.allclose(together, alone, rtol=1e-4, atol=1e-5), float((together - alone).abs().max())
+    assert not torch.allclose(weights[0][1], alone, atol=1e-3)  # and seeds do differ
