@@ -54,14 +54,16 @@ def test_both_cartpole_backends_pass_torchrl_spec_checks(backend: str) -> None:
     env.close()
 
 
-def test_auto_backend_is_torch_for_cartpole_only() -> None:
+def test_auto_backend_is_torch_for_native_envs_only() -> None:
+    from ppo_torchrl.envs.acrobot import TorchAcrobot
     from ppo_torchrl.envs.cartpole import TorchCartPole
     from ppo_torchrl.envs.factory import backend_for
 
     assert isinstance(make_env("CartPole-v1", 2), TorchCartPole)
-    assert backend_for("Acrobot-v1") == "gymnasium"
-    with pytest.raises(ConfigError, match="env_backend: 'torch' exists only for CartPole-v1"):
-        backend_for("Acrobot-v1", "torch")
+    assert isinstance(make_env("Acrobot-v1", 2), TorchAcrobot)
+    assert backend_for("MountainCar-v0") == "gymnasium"
+    with pytest.raises(ConfigError, match="env_backend: 'torch' exists only for CartPole-v1, Acrobot-v1"):
+        backend_for("MountainCar-v0", "torch")
 
 
 def test_torch_cartpole_truncation_keeps_final_observation_then_resets() -> None:

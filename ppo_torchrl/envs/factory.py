@@ -6,9 +6,9 @@ two backends:
 - ``gymnasium``: TorchRL's ``GymWrapper`` over a gymnasium sync vector env of
   `make_gym_env` envs (any env id, its kwargs, observations encoded as gym_envs.py says).
   It steps on the CPU (gymnasium is NumPy); the collector moves data to the policy's device.
-- ``torch``: a torch-native batched copy of the env (CartPole-v1 only, see cartpole.py),
-  checked against gymnasium's step for step by a spec; many times faster to step, and it
-  runs on any torch device.
+- ``torch``: a torch-native batched copy of the env (CartPole-v1 and Acrobot-v1, see
+  cartpole.py and acrobot.py), checked against gymnasium's step for step by a spec; many
+  times faster to step with many envs, and it runs on any torch device.
 
 ``auto`` (the default) takes ``torch`` where a native copy exists and no env kwargs change
 it. Rewards are the env's own; the trainer reads episode returns off the batches and
@@ -25,11 +25,14 @@ import gymnasium as gym
 import torch
 from torchrl.envs import EnvBase, GymWrapper
 
+from ppo_torchrl.envs.acrobot import TorchAcrobot
 from ppo_torchrl.envs.cartpole import TorchCartPole
 from ppo_torchrl.envs.gym_envs import env_spec, make_gym_env
 from ppo_torchrl.fields import ConfigError
 
-TORCH_NATIVE_ENVS = {"CartPole-v1": TorchCartPole}
+TORCH_NATIVE_ENVS = {"CartPole-v1": TorchCartPole, "Acrobot-v1": TorchAcrobot}
+# The native envs all have snapshot() and restore_on_reset().
+NATIVE_CLASSES = tuple(TORCH_NATIVE_ENVS.values())
 BACKENDS = ("auto", "gymnasium", "torch")
 
 # GymWrapper logs at INFO while it infers the specs of the vector env's info dict.
@@ -76,12 +79,12 @@ def make_env(
 def snapshot_env(env: EnvBase) -> dict | None:
     """The env's full dynamic state, for a checkpoint; None where the backend cannot give it
     (gymnasium has no API to save and restore an arbitrary env mid-episode)."""
-    return env.snapshot() if isinstance(env, TorchCartPole) else None
+    return env.snapshot() if isinstance(env, NATIVE_CLASSES) else None
 
 
 def restore_env(env: EnvBase, snapshot: dict | None) -> bool:
     """Arrange for the env's next full reset to return ``snapshot``; False if it cannot."""
-    if snapshot is None or not isinstance(env, TorchCartPole):
+    if snapshot is None or not isinstance(env, NATIVE_CLASSES):
         return False
     env.restore_on_reset(snapshot)
     return True
