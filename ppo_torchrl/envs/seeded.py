@@ -16,7 +16,7 @@ from typing import Protocol
 
 import torch
 
-from ppo_torchrl.envs import cartpole
+from ppo_torchrl.envs import acrobot, cartpole
 
 
 class RandomStreams(Protocol):
@@ -38,6 +38,7 @@ class Dynamics:
     step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # -> next, terminated
     observe: Callable[[torch.Tensor], torch.Tensor]  # float64 state -> float32 observation
     reward: Callable[[torch.Tensor], torch.Tensor]  # terminated -> float32 reward
+    float32_start: bool = False  # start states rounded to float32, as gymnasium's Acrobot reset does
 
 
 DYNAMICS: dict[str, Dynamics] = {
@@ -49,6 +50,16 @@ DYNAMICS: dict[str, Dynamics] = {
         step=cartpole.cartpole_dynamics,
         observe=lambda state: state.to(torch.float32),
         reward=lambda terminated: torch.ones(terminated.shape),
+    ),
+    "Acrobot-v1": Dynamics(
+        obs_dim=6,
+        num_actions=3,
+        max_episode_steps=acrobot.MAX_EPISODE_STEPS,
+        reset_bound=acrobot.RESET_BOUND,
+        step=acrobot.acrobot_dynamics,
+        observe=acrobot.acrobot_observation,
+        reward=acrobot.acrobot_reward,
+        float32_start=True,
     ),
 }
 
@@ -74,7 +85,8 @@ class SeededEnv:
     def _fresh(self) -> torch.Tensor:
         u = self.streams.uniform(self.shape[1], 4, dtype=torch.float64)
         bound = self.dynamics.reset_bound
-        return u * (2 * bound) - bound
+        start = u * (2 * bound) - bound
+        return start.to(torch.float32).to(torch.float64) if self.dynamics.float32_start else start
 
     def observation(self) -> torch.Tensor:
         return self.dynamics.observe(self.state)
