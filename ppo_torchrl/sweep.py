@@ -54,10 +54,11 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="trials running at once (default: 1)")
     parser.add_argument(
         "--backend",
-        choices=("local", "ray"),
+        choices=("local", "ray", "vectorized"),
         default="local",
         help="'local': subprocesses of this machine; 'ray': Ray tasks on a local instance, or on "
-        "the cluster at RAY_ADDRESS (default: local)",
+        "the cluster at RAY_ADDRESS; 'vectorized': each grid point's seeds in one program "
+        "(train --num-seeds; torch-native envs only) (default: local)",
     )
     parser.add_argument(
         "--sweep-dir",
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args, passthrough = build_parser().parse_known_args(argv)
     stop: dict[str, int] = {}
     try:
-        trials, cfg, folder, threads = _prepare(args, passthrough)
+        trials, cfg, folder, threads, groups = _prepare(args, passthrough)
         from ppo_torchrl.run.sweep import LocalPool, RayPool
         from ppo_torchrl.run.sweep_record import SweepRecord
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _run(trials, pool, record, folder, args.workers, stop)
+        _run(trials, pool, record, folder, args.workers, stop, groups)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, int]:
+def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, int, dict[int, Any] | None]:
     """Every trial planned and its config checked before anything starts."""
     from ppo_torchrl.envs.factory import backend_for
     from ppo_torchrl.run.collection import check_collector
@@ -166,11 +167,32 @@ def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, i
         if cfg.torch_threads == 0:  # trials side by side must not each take every core
             trial.argv += ["--torch-threads", str(threads)]
         configs.append(cfg)
-    return trials, configs[0], folder, threads
+    groups = None
+    if args.backend == "vectorized":
+        from ppo_torchrl.run.seeds_trainer import check_seeds_config
+        from ppo_torchrl.run.sweep import vectorized_groups
+
+        groups = {}
+        for carrier, members in vectorized_groups(trials):
+            cfg, _, _, _ = resolve(parser.parse_args(carrier.argv))
+            check_seeds_config(cfg)
+            groups[carrier.index] = (carrier, members)
+    return trials, configs[0], folder, threads, groups
 
 
-def _run(trials: list[Any], pool: Any, record: Any, folder: Path, workers: int, stop: dict[str, int]) -> None:
-    queue = list(trials)
+def _run(
+    trials: list[Any],
+    pool: Any,
+    record: Any,
+    folder: Path,
+    workers: int,
+    stop: dict[str, int],
+    groups: dict[int, Any] | None = None,
+) -> None:
+    """Run the trials (or, vectorised, one program per grid point) ``workers`` at a time."""
+    from ppo_torchrl.run.sweep import split_outcome
+
+    queue = [carrier for carrier, _ in groups.values()] if groups else list(trials)
     total = len(trials)
     print(
         f"sweep: {total} trials, {workers} at a time; folder {folder}"
@@ -186,19 +208,29 @@ def _run(trials: list[Any], pool: Any, record: Any, folder: Path, workers: int, 
             trial = queue.pop(0)
             env = {
                 "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
-                **record.trial_env(trial),
+                **(record.trial_env(trial) if not groups else {}),
             }
             log = folder / "logs" / f"{trial.name}.log"
             pool.submit(trial, (trial.argv, env, os.getcwd(), str(log)))
-            print(f"[start] {trial.name}", flush=True)
+            seeds = groups[trial.index][1] if groups else None
+            together = f" (seeds {seeds[0].seed}..{seeds[-1].seed} in one program)" if seeds else ""
+            print(f"[start] {trial.name}{together}", flush=True)
         for trial, outcome in pool.finished(timeout=0.5):
             if outcome.get("output") is not None:  # ran on another node: keep its log here
                 (folder / "logs" / f"{trial.name}.log").write_text(outcome["output"])
-            record.trial_done(trial, outcome)
-            o = trial.outcome
-            result = f"final {o['final_eval_mean']:.1f}" if o["status"] == "FINISHED" else o["error"]
-            done = sum(1 for t in trials if t.outcome)
-            print(f"[{done}/{total}] {trial.name}: {o['status']}, {result}", flush=True)
+            if groups:
+                members = groups[trial.index][1]
+                cfg = record.cfg
+                threshold = cfg.solved_threshold if cfg.solved_threshold is not None else _threshold(cfg)
+                per_seed = split_outcome(outcome, members, threshold)
+            else:
+                per_seed = [(trial, outcome)]
+            for member, result in per_seed:
+                record.trial_done(member, result, logged_itself=not groups)
+                o = member.outcome
+                line = f"final {o['final_eval_mean']:.1f}" if o["status"] == "FINISHED" else o["error"]
+                done = sum(1 for t in trials if t.outcome)
+                print(f"[{done}/{total}] {member.name}: {o['status']}, {line}", flush=True)
 
 
 def _threshold(cfg: Any) -> float | None:

@@ -123,6 +123,51 @@ def plan(seeds: list[int], grid: dict[str, list[str]], passthrough: list[str]) -
     return trials
 
 
+def vectorized_groups(trials: list[Trial]) -> list[tuple[Trial, list[Trial]]]:
+    """``--backend vectorized``: one program per grid point trains all its seeds together
+    (``train --num-seeds N`` from the point's first seed). Returns, per point, the trial that
+    runs that program and the point's per-seed trials (the table's rows, the MLflow runs)."""
+    groups: dict[str, list[Trial]] = {}
+    for trial in trials:
+        groups.setdefault(trial.label, []).append(trial)
+    out = []
+    for members in groups.values():
+        seeds = [t.seed for t in members]
+        if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+            raise ConfigError(
+                "backend: 'vectorized' trains seeds first..first+N-1 in one program: --seeds must be "
+                f"one range like 0-15 (got {','.join(map(str, seeds))})"
+            )
+        first = members[0]
+        # The program logs nothing itself: the sweep records each seed in its own run.
+        argv = [*first.argv, "--num-seeds", str(len(members)), "--no-track"]
+        out.append((Trial(first.index, first.seed, first.point, argv), members))
+    return out
+
+
+def split_outcome(
+    outcome: dict[str, Any], members: list[Trial], threshold: float | None
+) -> list[tuple[Trial, dict[str, Any]]]:
+    """A vectorised program's outcome as one outcome per seed, in a single run's summary terms."""
+    summary = outcome.get("summary")
+    out = []
+    for i, trial in enumerate(members):
+        per_seed = None
+        if summary is not None:
+            final = summary["final_eval_means"][i]
+            per_seed = {
+                "final_eval_mean": final,
+                "best_eval_mean": None,
+                "stable_solved_at_frames": summary["stable_solved_at_frames"][i],
+                "frames": summary["frames_per_seed"],
+                "train_seconds": summary["train_seconds"],  # all seeds' together
+                "solved": None if threshold is None else final >= threshold,
+                "evals": [{"frames": p[0], "mean": p[2]} for p in summary["evals"][i]],
+            }
+        out.append((trial, {**outcome, "summary": per_seed}))
+    return out
+
+
 def run_trial(
     argv: list[str],
     env: dict[str, str],

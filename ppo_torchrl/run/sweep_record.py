@@ -62,8 +62,10 @@ class SweepRecord:
             return {}
         return {"MLFLOW_TRACKING_URI": self.parent.uri, "MLFLOW_RUN_ID": trial.run_id}
 
-    def trial_done(self, trial: Trial, outcome: dict[str, Any]) -> None:
-        """Record the trial's outcome; a failed trial's run ends FAILED with its error."""
+    def trial_done(self, trial: Trial, outcome: dict[str, Any], logged_itself: bool = True) -> None:
+        """Record the trial's outcome; a failed trial's run ends FAILED with its error. A seed
+        of a vectorised program (``logged_itself=False``) gets its params, final evaluation
+        and end here."""
         code, summary = outcome.get("exit_code"), outcome.get("summary")
         trial.outcome = {
             "trial": trial.name,
@@ -86,7 +88,17 @@ class SweepRecord:
             },
             "evals": [(e["frames"], e["mean"]) for e in (summary or {}).get("evals", [])],
         }
-        if self.parent is None or trial.run_id is None or code == 0:
+        if self.parent is None or trial.run_id is None or (code == 0 and logged_itself):
+            return
+        if code == 0:
+            final = trial.outcome[FINAL_METRIC]
+            step = trial.outcome["frames"] or 0
+            if _number(final):
+                self.parent.log_metrics({"eval_return": final}, step=step, run_id=trial.run_id)
+            params = {"seed": trial.seed, "num_seeds_together": "true", **trial.point}
+            self.parent.append(
+                {"op": "settle", "status": "FINISHED", "params": params, "run_id": trial.run_id}
+            )
             return
         run_id, error = trial.run_id, trial.outcome["error"][:5000]
         self.parent.append({"op": "tags", "tags": {"error": error}, "run_id": run_id})
