@@ -118,7 +118,8 @@ def run_seeds(
         f"min {stats['min']:.1f}; {solved}/{len(seeds)} seeds >= {threshold}\n"
         f"Wall time: {trainer.train_seconds:.1f} s training "
         f"({len(seeds) * trainer.frames / trainer.train_seconds:,.0f} frames/s over all seeds), "
-        f"+{trainer.eval_seconds:.1f} s evaluation\n"
+        f"+{trainer.eval_seconds:.1f} s evaluation; the first update took "
+        f"{trainer.first_iteration_seconds:.1f} s (warm-up{', compilation' if cfg.compile else ''})\n"
         f"Checkpoint (every seed): {path}\n"
         f"one seed: python -m ppo_torchrl.evaluate {path} --seed-index K"
     )

@@ -65,12 +65,14 @@ def check_seeds_config(cfg: PPOConfig) -> None:
 class SeedsResult:
     seeds: list[int]
     frames: int  # per seed
+    frames_per_batch: int  # per seed
     train_seconds: float
     eval_seconds: float
     final: list[float]  # each seed's final greedy mean on gymnasium's env
     final_std: list[float]
     evals: list[list[EvalPoint]]  # per seed, torch-native evaluations during training
     stable: list[EvalPoint | None]
+    first_iteration_seconds: float = 0.0
     checkpoint: str | None = None
     write_errors: list[str] = field(default_factory=list)
 
@@ -80,7 +82,9 @@ class SeedsResult:
         return {
             "seeds": self.seeds,
             "frames_per_seed": self.frames,
+            "frames_per_batch": self.frames_per_batch,
             "train_seconds": self.train_seconds,
+            "first_iteration_seconds": self.first_iteration_seconds,
             "eval_seconds": self.eval_seconds,
             "frames_per_second_all_seeds": len(self.seeds) * self.frames / max(self.train_seconds, 1e-9),
             "final_eval_means": self.final,
@@ -112,6 +116,8 @@ class SeedsTrainer:
         self.actor_net.keep_output = True  # see IndependentUpdate._log_prob
         self.actor, self.critic = stacked_actor(self.actor_net), stacked_critic(self.critic_net)
         loss = make_loss(cfg.loss_params(), self.actor, self.critic, independent=True)
+        if cfg.compile:  # shapes never change within a run: one graph per shape, no guards
+            loss = torch.compile(loss, dynamic=False)
         up = cfg.update_params()
         self.optimizer = MaskedAdam([self.actor_net.flat, self.critic_net.flat], up.lr)
         self.update = IndependentUpdate(
@@ -133,6 +139,7 @@ class SeedsTrainer:
         self.eval_seconds = 0.0
         self.evals: list[list[EvalPoint]] = [[] for _ in self.seeds]
         self.last_metrics: dict[str, torch.Tensor] = {}
+        self.first_iteration_seconds = 0.0
 
     @property
     def iterations(self) -> int:
@@ -149,7 +156,10 @@ class SeedsTrainer:
             batch["next", "reward"] = batch["next", "reward"] * cfg.reward_scale
         self.last_metrics = self.update(batch)
         self.frames += cfg.frames_per_batch
-        self.train_seconds += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.train_seconds += seconds
+        if iteration == 0:  # warm-up, and torch.compile's compilation with --compile
+            self.first_iteration_seconds = seconds
 
     def evaluate(self) -> torch.Tensor:
         """Every seed's greedy mean on the torch-native env (off the training clock)."""
@@ -193,6 +203,7 @@ class SeedsTrainer:
         return SeedsResult(
             self.seeds,
             self.frames,
+            self.cfg.frames_per_batch,
             self.train_seconds,
             self.eval_seconds,
             final,
