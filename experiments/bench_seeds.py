@@ -51,7 +51,7 @@ def ours_vectorized(n: int, frames: int, compile_loss: bool, device: str, extra:
         s = json.loads(summary.read_text())
     finals = s["final_eval_means"]
     return {
-        "command": " ".join(["python", *cmd[1:-3], *cmd[-2:]]).replace(str(summary), "s.json"),
+        "command": " ".join(["python", *cmd[1:]]).replace(str(summary), "s.json"),
         "seeds": n,
         "frames_per_seed": s["frames_per_seed"],
         "train_seconds": s["train_seconds"],

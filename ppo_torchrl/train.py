@@ -209,7 +209,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         from ppo_torchrl.run.collection import check_collector
         from ppo_torchrl.run.device import resolve_device
 
-        if cfg.num_seeds > 1:
+        if cfg.num_seeds:
             from ppo_torchrl.run.seeds_trainer import check_seeds_config
 
             check_seeds_config(cfg)
@@ -224,7 +224,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             return 0
         if stop.requested():
             return stop.exit_code  # stopped before anything started
-        if cfg.num_seeds > 1:
+        if cfg.num_seeds:
             return _run_seeds(cfg, stop, args, preset)
         from ppo_torchrl.run.progress import ConsoleReporter
         from ppo_torchrl.run.trainer import Trainer

@@ -23,7 +23,11 @@ FRAMES = 6144
 
 def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", f"ppo_torchrl.{module}", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", f"ppo_torchrl.{module}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -31,7 +35,7 @@ def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, subprocess.CompletedProcess]:
     folder = tmp_path_factory.mktemp("seeds")
     done = cli(
-        "train", "--num-seeds", "3", "--seed", "4", "--frames", str(FRAMES), "--no-track",
+        "train", "--num-seeds", "3", "--seed", "4", "--frames", str(FRAMES), "--no-system-metrics",
         "--eval-episodes", "20", "--summary-json", "s.json", cwd=folder,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -48,12 +52,34 @@ def test_a_run_trains_every_seed_and_reports_each(run: tuple) -> None:
     assert min(summary["final_eval_means"]) > 60, summary["final_eval_means"]
     assert "final greedy IQM" in done.stdout and "frames/s over all seeds" in done.stdout
     run_dir = Path(folder / summary["checkpoint"]).parent
-    assert {"final.pt", "seeds.json", "seeds.md", "learning_curves.png"} <= {p.name for p in run_dir.iterdir()}
+    assert {"final.pt", "best.pt", "seeds.json", "seeds.md", "learning_curves.png"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+
+
+def test_the_run_is_one_mlflow_run_with_every_seed_and_the_aggregate(run: tuple) -> None:
+    from mlflow.tracking import MlflowClient
+
+    folder, summary, _ = run
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    [found] = client.search_runs([client.get_experiment_by_name("ppo_torchrl").experiment_id])
+    assert found.info.status == "FINISHED" and found.info.run_name == "CartPole-v1-seeds4-6"
+    metrics = found.data.metrics
+    for k, seed in enumerate(summary["seeds"]):
+        assert metrics[f"eval/final_seed{seed}"] == pytest.approx(summary["final_eval_means"][k])
+    assert metrics["eval/final_iqm"] == pytest.approx(summary["final"]["iqm"])
+    assert metrics["eval/final_iqm_ci_low"] <= metrics["eval/final_iqm"] <= metrics["eval/final_iqm_ci_high"]
+    assert "eval/return_iqm" in metrics and "loss/objective" in metrics
+    assert found.data.params["num_seeds"] == "3"
+    artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"seeds.json", "seeds.md", "learning_curves.png", "final.pt", "best.pt"} <= artifacts
 
 
 def test_evaluate_takes_one_seed_and_repeats_its_final_evaluation(run: tuple) -> None:
     folder, summary, _ = run
-    done = cli("evaluate", summary["checkpoint"], "--seed-index", "1", "--seed", "5", "--episodes", "20", cwd=folder)
+    done = cli(
+        "evaluate", summary["checkpoint"], "--seed-index", "1", "--seed", "5", "--episodes", "20", cwd=folder
+    )
     assert done.returncode == 0, done.stderr
     assert f"greedy return {summary['final_eval_means'][1]:.1f}" in done.stdout
 
@@ -69,6 +95,17 @@ def test_a_seeds_checkpoint_without_a_valid_index_is_one_line(run: tuple, args: 
     folder, summary, _ = run
     done = cli("evaluate", summary["checkpoint"], *args, cwd=folder)
     assert done.returncode == 2 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_best_pt_holds_each_seed_at_its_own_best_evaluation(run: tuple) -> None:
+    folder, summary, _ = run
+    best = Path(folder / summary["checkpoint"]).with_name("best.pt")
+    state = torch.load(best, weights_only=True)
+    assert state["kind"] == "best"
+    for k, points in enumerate(summary["evals"]):
+        assert state["best"]["means"][k] == pytest.approx(max(p[2] for p in points))
+    done = cli("evaluate", str(best), "--seed-index", "0", "--episodes", "5", cwd=folder)
+    assert done.returncode == 0 and "greedy return" in done.stdout, done.stderr
 
 
 def test_export_takes_one_seed(run: tuple) -> None:
@@ -96,7 +133,9 @@ def test_seed_k_trains_the_same_alone_or_beside_others() -> None:
     iterations with the weights seed 6 gets alone (up to float rounding of batched matmuls)."""
     weights = []
     for seed, n in ((4, 4), (6, 1)):
-        trainer = SeedsTrainer(PPOConfig(seed=seed, num_seeds=n, track=False, frames=4096), torch.device("cpu"))
+        trainer = SeedsTrainer(
+            PPOConfig(seed=seed, num_seeds=n, track=False, frames=4096), torch.device("cpu")
+        )
         for i in range(2):
             trainer.iterate(i)
         weights.append(trainer.actor_net.flat.detach())

@@ -62,6 +62,27 @@ def test_three_seeds_on_ray_are_three_nested_runs_with_aggregates(tmp_path):
     assert (tmp_path / "sweep" / "learning_curves.png").stat().st_size > 10_000
 
 
+def test_vectorized_backend_runs_each_grid_point_in_one_program_with_a_run_per_seed(tmp_path):
+    """--backend vectorized: one `train --num-seeds 2` per grid point, the same per-seed
+    rows, aggregates and nested runs (FINISHED, with the seed's final eval/return)."""
+    summary_path = tmp_path / "summary.json"
+    done = sweep(tmp_path, "--seeds", "0-1", "--backend", "vectorized", "--grid", "lr=0.003,0.001",
+                 "--frames", "2048", "--eval-episodes", "5", "--summary-json", str(summary_path))  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.stdout.count("in one program)") == 2  # two programs, not four
+    parent, children = runs(tmp_path)
+    assert parent.info.status == "FINISHED" and len(children) == 4
+    summary = json.loads(summary_path.read_text())
+    finals = {(t["point"], t["seed"]): t["final_eval_mean"] for t in summary["trials"]}
+    assert len(finals) == 4 and all(t["status"] == "FINISHED" for t in summary["trials"])
+    for child in children:
+        assert child.info.status == "FINISHED"
+        key = (f"lr={child.data.params['lr']}", int(child.data.params["seed"]))
+        assert child.data.metrics["eval/return"] == pytest.approx(finals[key])
+    for label in ("lr=0.003", "lr=0.001"):
+        assert summary["aggregates"][label]["runs"] == 2
+
+
 def test_a_failed_trial_is_recorded_and_the_others_go_on(tmp_path):
     """A grid over two envs, one of whose simulator dies mid-training: that trial's run ends
     FAILED with its one-line error, the other finishes, the sweep exits 1."""
@@ -135,6 +156,11 @@ def test_sigterm_stops_the_trials_with_checkpoints_and_leaves_nothing_running(ba
         (["--seed", "3"], "--seed: cannot be passed to a sweep's trials (seeds come from --seeds)"),
         (["--workers", "0"], "workers: must be >= 1"),
         (["--frames", "-5"], "frames: must be >= 1"),
+        (["--backend", "vectorized", "--seeds", "0,2"], "--seeds must be one range like 0-15 (got 0,2)"),
+        (
+            ["--backend", "vectorized", "--env", "LunarLander-v3"],
+            "num_seeds: seeds as a batch need a torch-native",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_starts_nothing(flags, message, tmp_path, capsys, monkeypatch):

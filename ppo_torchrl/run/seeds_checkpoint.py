@@ -1,8 +1,11 @@
 """The checkpoint of a many-seeds run: every seed in one file, any one of them taken out.
 
     format          "ppo_torchrl-seeds"
+    kind            "latest" (final.pt) or "best" (best.pt: each seed's actor at its own best
+                    torch-native evaluation; the other fields as in final.pt)
+    best            each seed's best evaluation mean and its frames
     seeds_format_version  1 (format_version is checkpoint.py's writer's own)
-    config          the run's PPOConfig (num_seeds > 1), as a dict of fields
+    config          the run's PPOConfig (num_seeds >= 1), as a dict of fields
     seeds           [seed, seed+1, ...]
     actor, critic   the stacked networks' flat weights, [seeds, P] each
     optimizer       the masked Adam's moments and per-seed step counts
@@ -38,13 +41,18 @@ FORMAT = "ppo_torchrl-seeds"
 VERSION = 1
 
 
-def seeds_state(trainer: SeedsTrainer) -> dict[str, Any]:
+def seeds_state(trainer: SeedsTrainer, kind: str = "latest") -> dict[str, Any]:
+    """Every seed where it stands (``latest``, final.pt), or (``best``, best.pt) each seed's
+    policy at its own best evaluation during training, with those evaluations."""
+    best = kind == "best"
     return {
         "format": FORMAT,
         "seeds_format_version": VERSION,
+        "kind": kind,
         "config": trainer.cfg.to_dict(),
         "seeds": list(trainer.seeds),
-        "actor": trainer.actor_net.flat.detach().cpu(),
+        "actor": trainer.best_actor.clone() if best else trainer.actor_net.flat.detach().cpu(),
+        "best": {"means": trainer.best_means.tolist(), "frames": trainer.best_frames.tolist()},
         "critic": trainer.critic_net.flat.detach().cpu(),
         "optimizer": {k: v for k, v in trainer.optimizer.state_dict().items()},
         "progress": {
@@ -107,5 +115,5 @@ def seed_policy(
         )
     stacked.flat.data.copy_(state["actor"][index : index + 1])
     stacked.copy_seed_into(0, actor)
-    single = PPOConfig(**{**cfg.to_dict(), "seed": seeds[index], "num_seeds": 1})
+    single = PPOConfig(**{**cfg.to_dict(), "seed": seeds[index], "num_seeds": 0})
     return single, actor.to(device or "cpu")

@@ -74,10 +74,13 @@ def run_seeds(
             _report(trainer, tracker, threshold)
     path = run_dir / "final.pt"
     errors: list[str] = []
-    try:
-        save_checkpoint(path, seeds_state(trainer))
-    except DiskWriteError as err:
-        errors.append(str(err))
+    for name, kind in (("final.pt", "latest"), ("best.pt", "best")):
+        if kind == "best" and (interrupted or not trainer.evals[0]):
+            continue
+        try:
+            save_checkpoint(run_dir / name, seeds_state(trainer, kind))
+        except DiskWriteError as err:
+            errors.append(str(err))
     if interrupted:
         tracker.end("KILLED", wait=3.0)
         print(
@@ -91,7 +94,15 @@ def run_seeds(
     stats = summarize(final)
     per_seed = {f"final_seed{s}": v for s, v in zip(seeds, final, strict=True)}
     tracker.log_metrics(
-        {**per_seed, "final_iqm": stats["iqm"], "final_min": stats["min"]}, step=trainer.frames
+        {
+            **per_seed,
+            "final_iqm": stats["iqm"],
+            "final_iqm_ci_low": stats["iqm_ci95"][0],
+            "final_iqm_ci_high": stats["iqm_ci95"][1],
+            "final_mean": stats["mean"],
+            "final_min": stats["min"],
+        },
+        step=trainer.frames,
     )
     tracker.flush()
     curves = [[(p.frames, p.mean) for p in points] for points in trainer.evals]
@@ -99,8 +110,9 @@ def run_seeds(
     (run_dir / "seeds.json").write_text(json.dumps({**result.summary(), "curve_band": band}, indent=2) + "\n")
     (run_dir / "seeds.md").write_text(_table(result, threshold))
     plot = plot_curves({f"{len(seeds)} seeds": curves}, threshold, run_dir / "learning_curves.png", name)
-    for artifact in (run_dir / "seeds.json", run_dir / "seeds.md", plot, path):
-        tracker.log_artifact(artifact)
+    for artifact in (run_dir / "seeds.json", run_dir / "seeds.md", plot, path, run_dir / "best.pt"):
+        if artifact.exists():
+            tracker.log_artifact(artifact)
     solved = sum(f >= threshold for f in final) if threshold is not None else 0
     tracker.set_tags(
         {
@@ -120,7 +132,7 @@ def run_seeds(
         f"({len(seeds) * trainer.frames / trainer.train_seconds:,.0f} frames/s over all seeds), "
         f"+{trainer.eval_seconds:.1f} s evaluation; the first update took "
         f"{trainer.first_iteration_seconds:.1f} s (warm-up{', compilation' if cfg.compile else ''})\n"
-        f"Checkpoint (every seed): {path}\n"
+        f"Checkpoint (every seed): {path}; each seed at its best evaluation: {run_dir / 'best.pt'}\n"
         f"one seed: python -m ppo_torchrl.evaluate {path} --seed-index K"
     )
     if summary_json:

@@ -140,6 +140,9 @@ class SeedsTrainer:
         self.evals: list[list[EvalPoint]] = [[] for _ in self.seeds]
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.first_iteration_seconds = 0.0
+        self.best_means = torch.full((len(self.seeds),), -torch.inf)
+        self.best_frames = torch.zeros(len(self.seeds), dtype=torch.int64)
+        self.best_actor = self.actor_net.flat.detach().cpu().clone()
 
     @property
     def iterations(self) -> int:
@@ -169,6 +172,12 @@ class SeedsTrainer:
             points.append(
                 EvalPoint(self.frames, self.train_seconds, mean, float("nan"), self.cfg.eval_episodes)
             )
+        # Each seed's best evaluation so far and its weights (best.pt): per seed, as a single
+        # run keeps its own best.pt.
+        better = (means > self.best_means).cpu()
+        self.best_means = torch.where(better, means.cpu(), self.best_means)
+        self.best_frames = torch.where(better, self.frames, self.best_frames)
+        self.best_actor[better] = self.actor_net.flat.detach().cpu()[better]
         self.eval_seconds += time.perf_counter() - started
         return means
 
@@ -210,4 +219,5 @@ class SeedsTrainer:
             final_std,
             self.evals,
             stable,
+            first_iteration_seconds=self.first_iteration_seconds,
         )
