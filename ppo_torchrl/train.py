@@ -257,10 +257,14 @@ def _run_seeds(cfg: PPOConfig, stop: StopSignal, args: Any, preset: str | None) 
         print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
     try:
-        return run_seeds(cfg, tracker, resolve_device(cfg.device), stop.requested, args.summary_json)
+        code = run_seeds(cfg, tracker, resolve_device(cfg.device), stop.requested, args.summary_json)
+    except KeyboardInterrupt:  # a second signal
+        tracker.end("KILLED", flush=False, wait=1.0)
+        raise
     except BaseException:
         tracker.end("FAILED")
         raise
+    return stop.exit_code if code == 130 else code  # 130 / 143: the signal that stopped it
 
 
 def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, preset: str | None) -> int:

@@ -142,3 +142,28 @@ def test_seed_k_trains_the_same_alone_or_beside_others() -> None:
     together, alone = weights[0][2], weights[1][0]
     assert torch.allclose(together, alone, rtol=1e-4, atol=1e-5), float((together - alone).abs().max())
     assert not torch.allclose(weights[0][1], alone, atol=1e-3)  # and seeds do differ
+
+
+def test_sigterm_keeps_every_seed_and_exits_143(tmp_path: Path) -> None:
+    """A real SIGTERM mid-run: the program stops between iterations, writes final.pt with
+    every seed, says where, and exits 128 + 15."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ppo_torchrl.train", "--num-seeds", "2", "--frames", "2000000", "--no-track",
+         "--eval-every-frames", "2048", "--eval-episodes", "5"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait for the first evaluation line: training is under way
+        if "frames/seed]" in line:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "every seed's state in" in err and "Traceback" not in err
+    [final] = list((tmp_path / "checkpoints").glob("*/final.pt"))
+    state = torch.load(final, weights_only=True)
+    assert state["seeds"] == [0, 1] and 0 < state["progress"]["frames"] < 2_000_000
