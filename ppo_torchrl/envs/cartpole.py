@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 
 import torch
-from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
-from torchrl.envs import EnvBase
+
+from ppo_torchrl.envs.native import TorchNativeEnv
 
 # gymnasium.envs.classic_control.cartpole.CartPoleEnv constants
 GRAVITY = 9.8
@@ -59,125 +58,28 @@ def cartpole_dynamics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.
     return next_state, terminated
 
 
-class TorchCartPole(EnvBase):
-    """``num_envs`` CartPole-v1 copies stepping together on ``device``; keys as GymWrapper
-    writes them. Start states are drawn on the CPU, so a seed gives the same episodes on
-    every device and a snapshot restores on any device."""
+def cartpole_observation(state: torch.Tensor) -> torch.Tensor:
+    """The observation is the state, as float32 (gymnasium's ``np.array(state, float32)``)."""
+    return state.to(torch.float32)
 
-    def __init__(
-        self, num_envs: int, seed: int | None = None, device: torch.device | str | None = None
-    ) -> None:
-        # On the CPU the env declares no device, as TorchRL's own CPU envs do: a declared
-        # device makes TensorDict and TorchRL cast every step's data (+25 µs a step, measured).
-        self.data_device = torch.device(device or "cpu")
-        super().__init__(
-            batch_size=torch.Size([num_envs]),
-            device=None if self.data_device.type == "cpu" else self.data_device,
-        )
-        n, dev = (num_envs,), self.data_device
-        high = torch.tensor(
-            [
-                X_THRESHOLD * 2,
-                torch.finfo(torch.float32).max,
-                THETA_THRESHOLD * 2,
-                torch.finfo(torch.float32).max,
-            ],
-            device=dev,
-        )
-        self.observation_spec = Composite(
-            observation=Bounded(
-                low=-high.expand(*n, 4),
-                high=high.expand(*n, 4),
-                shape=(*n, 4),
-                dtype=torch.float32,
-                device=dev,
-            ),
-            shape=n,
-            device=dev,
-        )
-        self.action_spec = Categorical(2, shape=n, dtype=torch.int64, device=dev)
-        self.reward_spec = Unbounded(shape=(*n, 1), dtype=torch.float32, device=dev)
-        flag = {"n": 2, "shape": (*n, 1), "dtype": torch.bool, "device": dev}
-        self.full_done_spec = Composite(
-            done=Categorical(**flag),
-            terminated=Categorical(**flag),
-            truncated=Categorical(**flag),
-            shape=n,
-            device=dev,
-        )
-        self.state = torch.zeros(*n, 4, dtype=torch.float64, device=dev)
-        self.elapsed = torch.zeros(n, dtype=torch.int64, device=dev)
-        self.rng = torch.Generator()  # CPU: see the class docstring
-        self._set_seed(seed)
-        self._restore: dict[str, torch.Tensor] | None = None
 
-    def _set_seed(self, seed: int | None) -> None:
-        if seed is None:
-            self.rng.seed()
-        else:
-            self.rng.manual_seed(seed)
+def cartpole_reward(terminated: torch.Tensor) -> torch.Tensor:
+    """1.0 on every step, the terminating one included."""
+    return torch.ones(terminated.shape, device=terminated.device)
 
-    def snapshot(self) -> dict[str, torch.Tensor]:
-        """Everything that decides this env's future: cart states, step counts, RNG."""
-        return {"state": self.state.clone(), "elapsed": self.elapsed.clone(), "rng": self.rng.get_state()}
 
-    def restore_on_reset(self, snapshot: dict[str, torch.Tensor]) -> None:
-        """Make the next full reset return exactly the moment ``snapshot`` was taken, so that
-        a collector's own ``reset()`` resumes the interrupted episodes."""
-        self._restore = snapshot
+class TorchCartPole(TorchNativeEnv):
+    """``num_envs`` CartPole-v1 copies stepping together on ``device`` (native.py)."""
 
-    def set_state(self, state: torch.Tensor) -> TensorDictBase:
-        """Put every cart in ``state`` [num_envs, 4] (float64) with a fresh time limit."""
-        self.state = state.to(self.data_device, torch.float64).clone()
-        self.elapsed.zero_()
-        return self._observe(self._no_done())
-
-    def _no_done(self) -> torch.Tensor:
-        return torch.zeros(self.batch_size, dtype=torch.bool, device=self.data_device)
-
-    def _observe(self, done: torch.Tensor) -> TensorDictBase:
-        done = done.unsqueeze(-1)
-        return TensorDict(
-            {
-                "observation": self.state.to(torch.float32),
-                "done": done,
-                "terminated": done.clone(),
-                "truncated": done.clone(),
-            },
-            batch_size=self.batch_size,
-            device=self.device,  # None on the CPU: see __init__
-        )
-
-    def _reset(self, tensordict: TensorDictBase | None, **kwargs: object) -> TensorDictBase:
-        reset = None if tensordict is None else tensordict.get("_reset", None)
-        if reset is None and self._restore is not None:
-            snapshot, self._restore = self._restore, None
-            self.state = snapshot["state"].to(self.data_device, torch.float64).clone()
-            self.elapsed = snapshot["elapsed"].to(self.data_device, torch.int64).clone()
-            self.rng.set_state(snapshot["rng"].cpu())
-            return self._observe(self._no_done())
-        if reset is None:
-            mask = torch.ones(self.batch_size, dtype=torch.bool, device=self.data_device)
-        else:
-            mask = reset.reshape(self.batch_size).to(self.data_device)
-        fresh = torch.rand(*self.batch_size, 4, generator=self.rng, dtype=torch.float64)
-        fresh = (fresh * (2 * RESET_BOUND) - RESET_BOUND).to(self.data_device, non_blocking=True)
-        self.state = torch.where(mask.unsqueeze(-1), fresh, self.state)
-        self.elapsed = torch.where(mask, 0, self.elapsed)
-        return self._observe(self._no_done())
-
-    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        self.state, terminated = cartpole_dynamics(self.state, tensordict["action"])
-        self.elapsed = self.elapsed + 1
-        truncated = self.elapsed >= MAX_EPISODE_STEPS
-        return TensorDict(
-            {
-                "observation": self.state.to(torch.float32),
-                "reward": torch.ones(*self.batch_size, 1, device=self.data_device),
-                "done": (terminated | truncated).unsqueeze(-1),
-                "terminated": terminated.unsqueeze(-1),
-                "truncated": truncated.unsqueeze(-1),
-            },
-            batch_size=self.batch_size,
-            device=self.device,  # None on the CPU: see __init__
-        )
+    NUM_ACTIONS = 2
+    MAX_EPISODE_STEPS = MAX_EPISODE_STEPS
+    RESET_BOUND = RESET_BOUND
+    OBSERVATION_HIGH = (
+        X_THRESHOLD * 2,
+        torch.finfo(torch.float32).max,
+        THETA_THRESHOLD * 2,
+        torch.finfo(torch.float32).max,
+    )
+    dynamics = staticmethod(cartpole_dynamics)
+    observe = staticmethod(cartpole_observation)
+    reward = staticmethod(cartpole_reward)

@@ -28,11 +28,10 @@ from torchrl.envs import EnvBase, GymWrapper
 from ppo_torchrl.envs.acrobot import TorchAcrobot
 from ppo_torchrl.envs.cartpole import TorchCartPole
 from ppo_torchrl.envs.gym_envs import env_spec, make_gym_env
+from ppo_torchrl.envs.native import TorchNativeEnv
 from ppo_torchrl.fields import ConfigError
 
 TORCH_NATIVE_ENVS = {"CartPole-v1": TorchCartPole, "Acrobot-v1": TorchAcrobot}
-# The native envs all have snapshot() and restore_on_reset().
-NATIVE_CLASSES = tuple(TORCH_NATIVE_ENVS.values())
 BACKENDS = ("auto", "gymnasium", "torch")
 
 # GymWrapper logs at INFO while it infers the specs of the vector env's info dict.
@@ -79,12 +78,12 @@ def make_env(
 def snapshot_env(env: EnvBase) -> dict | None:
     """The env's full dynamic state, for a checkpoint; None where the backend cannot give it
     (gymnasium has no API to save and restore an arbitrary env mid-episode)."""
-    return env.snapshot() if isinstance(env, NATIVE_CLASSES) else None
+    return env.snapshot() if isinstance(env, TorchNativeEnv) else None
 
 
 def restore_env(env: EnvBase, snapshot: dict | None) -> bool:
     """Arrange for the env's next full reset to return ``snapshot``; False if it cannot."""
-    if snapshot is None or not isinstance(env, NATIVE_CLASSES):
+    if snapshot is None or not isinstance(env, TorchNativeEnv):
         return False
     env.restore_on_reset(snapshot)
     return True

@@ -10,13 +10,13 @@ streams (core/streams.py, passed in), so seed k's episodes are the same alone or
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 
-from ppo_torchrl.envs import acrobot, cartpole
+from ppo_torchrl.envs.acrobot import TorchAcrobot
+from ppo_torchrl.envs.cartpole import TorchCartPole
+from ppo_torchrl.envs.native import TorchNativeEnv
 
 
 class RandomStreams(Protocol):
@@ -27,41 +27,8 @@ class RandomStreams(Protocol):
     def load(self, drawn: int) -> None: ...
 
 
-@dataclass(frozen=True)
-class Dynamics:
-    """What the seeded rollout needs of an env: sizes, start-state bound and pure functions."""
-
-    obs_dim: int
-    num_actions: int
-    max_episode_steps: int
-    reset_bound: float  # start states are uniform in [-bound, bound] on every state dimension
-    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # -> next, terminated
-    observe: Callable[[torch.Tensor], torch.Tensor]  # float64 state -> float32 observation
-    reward: Callable[[torch.Tensor], torch.Tensor]  # terminated -> float32 reward
-    float32_start: bool = False  # start states rounded to float32, as gymnasium's Acrobot reset does
-
-
-DYNAMICS: dict[str, Dynamics] = {
-    "CartPole-v1": Dynamics(
-        obs_dim=4,
-        num_actions=2,
-        max_episode_steps=cartpole.MAX_EPISODE_STEPS,
-        reset_bound=cartpole.RESET_BOUND,
-        step=cartpole.cartpole_dynamics,
-        observe=lambda state: state.to(torch.float32),
-        reward=lambda terminated: torch.ones(terminated.shape),
-    ),
-    "Acrobot-v1": Dynamics(
-        obs_dim=6,
-        num_actions=3,
-        max_episode_steps=acrobot.MAX_EPISODE_STEPS,
-        reset_bound=acrobot.RESET_BOUND,
-        step=acrobot.acrobot_dynamics,
-        observe=acrobot.acrobot_observation,
-        reward=acrobot.acrobot_reward,
-        float32_start=True,
-    ),
-}
+# The physics of each torch-native env, read off its class (native.py).
+DYNAMICS: dict[str, type[TorchNativeEnv]] = {"CartPole-v1": TorchCartPole, "Acrobot-v1": TorchAcrobot}
 
 
 class SeededEnv:
@@ -83,10 +50,8 @@ class SeededEnv:
         self.elapsed = torch.zeros(self.shape, dtype=torch.int64, device=self.device)
 
     def _fresh(self) -> torch.Tensor:
-        u = self.streams.uniform(self.shape[1], 4, dtype=torch.float64)
-        bound = self.dynamics.reset_bound
-        start = u * (2 * bound) - bound
-        return start.to(torch.float32).to(torch.float64) if self.dynamics.float32_start else start
+        u = self.streams.uniform(self.shape[1], self.dynamics.STATE_DIM, dtype=torch.float64)
+        return self.dynamics.start_states(u)
 
     def observation(self) -> torch.Tensor:
         return self.dynamics.observe(self.state)
@@ -96,13 +61,13 @@ class SeededEnv:
         each seed's stream advances the same whatever its episodes do). Returns the step's
         ``observation`` (the true final one where an episode ended), ``reward``,
         ``terminated``, ``truncated`` and ``done``, each [seeds, envs]."""
-        state, terminated = self.dynamics.step(self.state, action)
+        state, terminated = self.dynamics.dynamics(self.state, action)
         self.elapsed = self.elapsed + 1
-        truncated = (self.elapsed >= self.dynamics.max_episode_steps) & ~terminated
+        truncated = (self.elapsed >= self.dynamics.MAX_EPISODE_STEPS) & ~terminated
         done = terminated | truncated
         out = {
             "observation": self.dynamics.observe(state),
-            "reward": self.dynamics.reward(terminated).to(self.device),
+            "reward": self.dynamics.reward(terminated),
             "terminated": terminated,
             "truncated": truncated,
             "done": done,

@@ -46,8 +46,8 @@ def rollout(
 ) -> TensorDict:
     """``steps`` steps of every env of every seed with actions sampled from ``policy``."""
     (seeds, envs), dev = env.shape, env.device
-    n_actions = env.dynamics.num_actions
-    obs = torch.empty(seeds, envs, steps, env.dynamics.obs_dim, device=dev)
+    n_actions = env.dynamics.NUM_ACTIONS
+    obs = torch.empty(seeds, envs, steps, len(env.dynamics.OBSERVATION_HIGH), device=dev)
     next_obs = torch.empty_like(obs)
     action = torch.empty(seeds, envs, steps, dtype=torch.int64, device=dev)
     log_prob = torch.empty(seeds, envs, steps, device=dev)
@@ -86,7 +86,7 @@ def greedy_returns(
     env = SeededEnv(env_id, Streams(seeds, salt=4, device=device), len(seeds), episodes, device)
     total = torch.zeros(env.shape, device=env.device)
     running = torch.ones(env.shape, dtype=torch.bool, device=env.device)
-    for _ in range(env.dynamics.max_episode_steps):
+    for _ in range(env.dynamics.MAX_EPISODE_STEPS):
         out = env.step(policy(env.observation()).argmax(-1))
         total += out["reward"] * running
         running &= ~out["done"]
