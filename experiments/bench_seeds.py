@@ -37,21 +37,26 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def ours_vectorized(n: int, frames: int, compile_loss: bool, device: str, extra: list[str]) -> dict[str, Any]:
+def run_train(flags: list[str]) -> tuple[dict[str, Any], float]:
+    """One ``python -m ppo_torchrl.train`` run in a fresh folder: its summary JSON and wall seconds."""
     with tempfile.TemporaryDirectory() as folder:
         summary = Path(folder) / "s.json"
-        cmd = [sys.executable, "-m", "ppo_torchrl.train", "--num-seeds", str(n), "--frames", str(frames),
-               "--no-track", "--eval-every-frames", "0", "--device", device, "--summary-json", str(summary),
-               "--compile" if compile_loss else "--no-compile", *extra]  # fmt: skip
+        cmd = [sys.executable, "-m", "ppo_torchrl.train", *flags, "--summary-json", str(summary)]
         started = time.perf_counter()
         done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if done.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-        s = json.loads(summary.read_text())
+        return json.loads(summary.read_text()), wall
+
+
+def ours_vectorized(n: int, frames: int, compile_loss: bool, device: str, extra: list[str]) -> dict[str, Any]:
+    flags = ["--num-seeds", str(n), "--frames", str(frames), "--no-track", "--eval-every-frames", "0",
+             "--device", device, "--compile" if compile_loss else "--no-compile", *extra]  # fmt: skip
+    s, wall = run_train(flags)
     finals = s["final_eval_means"]
     return {
-        "command": " ".join(["python", *cmd[1:]]).replace(str(summary), "s.json"),
+        "command": " ".join(["python -m ppo_torchrl.train", *flags]),
         "seeds": n,
         "frames_per_seed": s["frames_per_seed"],
         "train_seconds": s["train_seconds"],
@@ -71,20 +76,12 @@ def ours_vectorized(n: int, frames: int, compile_loss: bool, device: str, extra:
 def ours_sequential(n: int, frames: int) -> dict[str, Any]:
     runs = []
     for seed in range(n):
-        with tempfile.TemporaryDirectory() as folder:
-            summary = Path(folder) / "s.json"
-            cmd = [sys.executable, "-m", "ppo_torchrl.train", "--seed", str(seed), "--frames", str(frames),
-                   "--no-stop-when-solved", "--no-track", "--eval-every-frames", "0",
-                   "--summary-json", str(summary)]  # fmt: skip
-            started = time.perf_counter()
-            done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
-            wall = time.perf_counter() - started
-            if done.returncode:
-                raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-            s = json.loads(summary.read_text())
-            runs.append({"seed": seed, "train_seconds": s["train_seconds"], "wall_seconds": wall,
-                         "frames": s["frames"], "final_eval_mean": s["final_eval_mean"]})  # fmt: skip
-            print(f"  sequential seed {seed}: {runs[-1]}", flush=True)
+        flags = ["--seed", str(seed), "--frames", str(frames), "--no-stop-when-solved", "--no-track",
+                 "--eval-every-frames", "0"]  # fmt: skip
+        s, wall = run_train(flags)
+        runs.append({"seed": seed, "train_seconds": s["train_seconds"], "wall_seconds": wall,
+                     "frames": s["frames"], "final_eval_mean": s["final_eval_mean"]})  # fmt: skip
+        print(f"  sequential seed {seed}: {runs[-1]}", flush=True)
     train = sum(r["train_seconds"] for r in runs)
     return {
         "command": "python -m ppo_torchrl.train --seed S --frames F --no-stop-when-solved --no-track "

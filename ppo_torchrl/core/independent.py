@@ -152,7 +152,9 @@ class IndependentUpdate:
         the loss just computed where the policy network kept them (models/stacked.py,
         ``keep_output``), which saves a second actor forward, a fifth of a step."""
         actor = self.loss_module.actor_network
-        net = actor.module[0].module
+        # Any policy works (it falls back to a second forward); only a network that keeps
+        # its output, and outputs logits, saves it.
+        net = getattr(actor.module[0], "module", None)
         logits = getattr(net, "last_output", None)
         if logits is None:
             return actor.get_dist(minibatch).log_prob(minibatch["action"])

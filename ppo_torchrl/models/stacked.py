@@ -74,16 +74,23 @@ class StackedMLP(nn.Module):
             self.last_output = out
         return out
 
-    @torch.no_grad()
     def copy_seed_into(self, index: int, module: nn.Module) -> None:
         """Write seed ``index``'s weights into ``module``, an ordinary MLP of the same shape."""
-        params = self.views()
-        targets = linear_layers(module)
-        if 2 * len(targets) != len(params):
-            raise ValueError(f"{len(targets)} linear layers, stacked network has {len(params) // 2}")
-        for layer, (w, b) in zip(targets, zip(params[::2], params[1::2], strict=True), strict=True):
-            layer.weight.copy_(w[index].T)
-            layer.bias.copy_(b[index].view(-1))
+        load_row(self.flat[index], module)
+
+
+@torch.no_grad()
+def load_row(row: torch.Tensor, module: nn.Module) -> None:
+    """Write one seed's flat weights (a row of a `StackedMLP`'s ``flat``, in its layout: per
+    layer W^T then b) into ``module``'s linear layers; ValueError if the sizes differ."""
+    targets = linear_layers(module)
+    sizes = [t.numel() for layer in targets for t in (layer.weight, layer.bias)]
+    if sum(sizes) != row.numel():
+        raise ValueError(f"{row.numel()} weights for a network of {sum(sizes)}")
+    parts = iter(row.detach().to(targets[0].weight.device).split(sizes))
+    for layer in targets:
+        layer.weight.copy_(next(parts).view(layer.in_features, layer.out_features).T)
+        layer.bias.copy_(next(parts))
 
 
 def stacked_actor(net: StackedMLP) -> ProbabilisticActor:

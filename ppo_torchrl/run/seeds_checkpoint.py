@@ -92,9 +92,7 @@ def seed_policy(
 ) -> tuple[PPOConfig, nn.Module]:
     """Seed ``index``'s actor (an ordinary single-seed actor) from a many-seeds checkpoint;
     its config is the single-seed config of that seed."""
-    from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
-    from ppo_torchrl.models.actor_critic import make_actor_critic
-    from ppo_torchrl.models.stacked import StackedMLP
+    from ppo_torchrl.run.seeds_trainer import seed_actor
 
     cfg = check_seeds_state(state, path)
     seeds = state["seeds"]
@@ -105,15 +103,9 @@ def seed_policy(
         )
     if not 0 <= index < len(seeds):
         raise CheckpointError(f"--seed-index {index} is out of range: {path} holds seeds 0..{len(seeds) - 1}")
-    probe = TORCH_NATIVE_ENVS[cfg.env](1)
-    actor, _ = make_actor_critic(probe, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
-    template = actor.module[0].module
-    stacked = StackedMLP([template], cfg.activation)
-    if stacked.flat.shape[1] != state["actor"].shape[1]:
-        raise CheckpointError(
-            f"{path}: actor weights do not fit its config ({state['actor'].shape[1]} per seed)"
-        )
-    stacked.flat.data.copy_(state["actor"][index : index + 1])
-    stacked.copy_seed_into(0, actor)
+    try:
+        actor = seed_actor(cfg, state["actor"][index])
+    except ValueError as err:
+        raise CheckpointError(f"{path}: actor weights do not fit its config ({err})") from None
     single = PPOConfig(**{**cfg.to_dict(), "seed": seeds[index], "num_seeds": 0})
     return single, actor.to(device or "cpu")

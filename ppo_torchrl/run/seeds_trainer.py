@@ -31,7 +31,7 @@ from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
 from ppo_torchrl.envs.seeded import DYNAMICS, SeededEnv
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.models.actor_critic import make_actor_critic
-from ppo_torchrl.models.stacked import StackedMLP, stacked_actor, stacked_critic
+from ppo_torchrl.models.stacked import StackedMLP, load_row, stacked_actor, stacked_critic
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.results import EvalPoint, stable_solve
 from ppo_torchrl.run.seeds_rollout import EpisodeReturns, greedy_returns, rollout
@@ -95,6 +95,16 @@ class SeedsResult:
             "evals": [[list(p) for p in points] for points in self.evals],
             "checkpoint": self.checkpoint,
         }
+
+
+def seed_actor(cfg: PPOConfig, weights: torch.Tensor) -> torch.nn.Module:
+    """An ordinary single-seed actor for ``cfg`` (CPU) holding one seed's flat actor weights
+    (a row of the stacked actor); ValueError if they do not fit ``cfg``'s network."""
+    actor, _ = make_actor_critic(
+        TORCH_NATIVE_ENVS[cfg.env](1), hidden_sizes=cfg.hidden_sizes, activation=cfg.activation
+    )
+    load_row(weights, actor)
+    return actor
 
 
 class SeedsTrainer:
@@ -174,8 +184,9 @@ class SeedsTrainer:
             )
         # Each seed's best evaluation so far and its weights (best.pt): per seed, as a single
         # run keeps its own best.pt.
-        better = (means > self.best_means).cpu()
-        self.best_means = torch.where(better, means.cpu(), self.best_means)
+        means_cpu = means.cpu()
+        better = means_cpu > self.best_means
+        self.best_means = torch.where(better, means_cpu, self.best_means)
         self.best_frames = torch.where(better, self.frames, self.best_frames)
         self.best_actor[better] = self.actor_net.flat.detach().cpu()[better]
         self.eval_seconds += time.perf_counter() - started
@@ -198,14 +209,7 @@ class SeedsTrainer:
 
     def policy_of(self, index: int) -> torch.nn.Module:
         """Seed ``index``'s policy as the single-seed trainer builds it, on the CPU."""
-        actor, _ = make_actor_critic(
-            TORCH_NATIVE_ENVS[self.cfg.env](1),
-            hidden_sizes=self.cfg.hidden_sizes,
-            activation=self.cfg.activation,
-        )
-        self.actor_net.cpu().copy_seed_into(index, actor)
-        self.actor_net.to(self.device)
-        return actor
+        return seed_actor(self.cfg, self.actor_net.flat[index])
 
     def result(self, final: list[float], final_std: list[float], threshold: float | None) -> SeedsResult:
         stable = [stable_solve(points, threshold) for points in self.evals]
