@@ -139,6 +139,22 @@ def test_one_lora_step_changes_only_the_adapter_and_the_reference_stays(smollm2,
     assert not torch.allclose(policy_after, ref_after)  # the policy itself has moved
 
 
+def test_full_fine_tuning_moves_the_model_and_keeps_a_frozen_reference(smollm2) -> None:
+    """--lora-rank 0: every weight trains, and pi_ref is a frozen copy taken before training."""
+    stage = stage_for(smollm2, lora_rank=0, rl_lr=1e-4)
+    assert not stage.reference.shares_weights
+    batch, _, _ = stage.rollout(PROBLEMS)
+    with torch.no_grad():
+        ref_before = stage.ref_actor.get_dist(batch).log_prob(batch["action"])
+    before = parameters(stage.lm)
+    stage.step(PROBLEMS)
+    moved = [n for n, p in stage.lm.named_parameters() if not torch.equal(before[n], p.detach())]
+    assert len(moved) > len(before) // 2, f"only {len(moved)} of {len(before)} tensors moved"
+    with torch.no_grad():
+        ref_after = stage.ref_actor.get_dist(batch).log_prob(batch["action"])
+    torch.testing.assert_close(ref_after, ref_before, atol=0, rtol=0)
+
+
 def test_a_fixed_seed_reproduces_sampling_and_the_update(smollm2) -> None:
     runs = []
     for _ in range(2):
@@ -147,6 +163,23 @@ def test_a_fixed_seed_reproduces_sampling_and_the_update(smollm2) -> None:
         runs.append((done.texts, metrics["loss_objective"], parameters(stage.value_head)))
     assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
     assert all(torch.equal(runs[0][2][k], runs[1][2][k]) for k in runs[0][2])
+
+
+def test_gradient_checkpointing_changes_memory_not_the_step(smollm2) -> None:
+    """Same sampled texts, the same loss and the same value-head step with activations
+    recomputed in the backward pass (the model runs in training mode, dropout off)."""
+    tokenizer, base = smollm2
+    runs = []
+    for checkpointing in (False, True):
+        cfg = small(gradient_checkpointing=checkpointing)
+        torch.manual_seed(0)
+        lora = LoRASettings(cfg.lora_rank, cfg.lora_alpha, tuple(cfg.lora_targets.split(",")))
+        stage = RuleRLStage(cfg, tokenizer, with_adapter(copy.deepcopy(base), lora, checkpointing))
+        metrics, done = stage.step(PROBLEMS)
+        runs.append((done.texts, metrics["loss_objective"], stage.value_head.weight.detach().clone()))
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-4, abs=1e-6)
+    torch.testing.assert_close(runs[0][2], runs[1][2], rtol=1e-3, atol=1e-6)
 
 
 def test_value_head_on_the_trunk_shares_one_body_pass_with_the_policy(smollm2) -> None:

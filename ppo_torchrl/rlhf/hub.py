@@ -125,18 +125,33 @@ class LoRASettings:
 
 def with_adapter(lm: nn.Module, lora: LoRASettings, gradient_checkpointing: bool) -> nn.Module:
     """``lm`` wrapped with a fresh LoRA adapter (only it trains), or ``lm`` itself, all of it
-    trainable, when rank is 0."""
+    trainable, when rank is 0. Eval mode (no dropout: the log-probs at sampling time and in
+    the loss agree), except with gradient checkpointing, which Hugging Face applies only in
+    training mode: then training mode with every dropout set to 0 (generation switches to
+    eval mode for its KV cache: RuleRLStage.generate)."""
     if gradient_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        lm.config.use_cache = False  # generation turns the cache back on per call
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5's name
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if lora.rank == 0:
-        return lm.requires_grad_(True)
-    from peft import LoraConfig, get_peft_model
+        model = lm.requires_grad_(True)
+    else:
+        from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(
-        r=lora.rank, lora_alpha=lora.alpha, target_modules=list(lora.targets), lora_dropout=0.0, bias="none"
-    )
-    return get_peft_model(lm, config)
+        config = LoraConfig(
+            r=lora.rank,
+            lora_alpha=lora.alpha,
+            target_modules=list(lora.targets),
+            lora_dropout=0.0,
+            bias="none",
+        )
+        model = get_peft_model(lm, config)
+    model.train(gradient_checkpointing)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
 
 
 class Reference:

@@ -26,7 +26,7 @@ from ppo_torchrl.rlhf.arithmetic import Problem, split_problems
 from ppo_torchrl.rlhf.config import RLHFConfig
 from ppo_torchrl.rlhf.hub import LoRASettings, check_extra, load_lm, locate, with_adapter
 from ppo_torchrl.rlhf.pipeline import tracked
-from ppo_torchrl.rlhf.rule_stage import RuleRLStage
+from ppo_torchrl.rlhf.rule_stage import Completions, RuleRLStage
 from ppo_torchrl.run.device import resolve_device
 from ppo_torchrl.run.tracking import MlflowTracker, NullTracker, Tracker
 
@@ -131,7 +131,14 @@ def run_rule_pipeline(
     return summary
 
 
-def _train(cfg, stage: RuleRLStage, pool: list[Problem], tracker: Tracker, out_dir: Path, say) -> list[dict]:
+def _train(
+    cfg: RLHFConfig,
+    stage: RuleRLStage,
+    pool: list[Problem],
+    tracker: Tracker,
+    out_dir: Path,
+    say: Callable[[str], None],
+) -> list[dict]:
     history: list[dict[str, float]] = []
     budget = cfg.time_budget * 60
     began = time.perf_counter()
@@ -165,7 +172,7 @@ def _train(cfg, stage: RuleRLStage, pool: list[Problem], tracker: Tracker, out_d
     return history
 
 
-def _log_table(out_dir: Path, tracker: Tracker, update: int, done) -> None:
+def _log_table(out_dir: Path, tracker: Tracker, update: int, done: Completions) -> None:
     """Sample prompts and responses in MLflow's table-artifact layout (columns + data)."""
     rows = [
         [p.question, p.answer, text] for p, text in list(zip(done.problems, done.texts, strict=True))[:16]
@@ -176,7 +183,18 @@ def _log_table(out_dir: Path, tracker: Tracker, update: int, done) -> None:
     tracker.log_artifact(path, "tables")
 
 
-def _save(cfg, stage, tokenizer, out_dir, history, summary, held_out, base, after, tracker) -> None:
+def _save(
+    cfg: RLHFConfig,
+    stage: RuleRLStage,
+    tokenizer: Any,
+    out_dir: Path,
+    history: list[dict],
+    summary: dict[str, Any],
+    held_out: list[Problem],
+    base: dict[str, Any],
+    after: dict[str, Any],
+    tracker: Tracker,
+) -> None:
     stage.lm.save_pretrained(out_dir / "adapter")
     tokenizer.save_pretrained(out_dir / "adapter")
     if cfg.algo == "ppo":

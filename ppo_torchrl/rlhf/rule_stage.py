@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from tensordict import TensorDict
 from torch import nn
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
@@ -92,6 +93,8 @@ class RuleRLStage:
             if greedy
             else {"do_sample": True, "temperature": self.cfg.temperature, "top_k": 0, "top_p": 1.0}
         )
+        training = self.lm.training  # True only with gradient checkpointing (hub.with_adapter)
+        self.lm.eval()  # the KV cache: checkpointing in training mode would switch it off
         out = self.lm.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -102,6 +105,7 @@ class RuleRLStage:
             repetition_penalty=1.0,
             **sampling,
         )[:, width:].cpu()
+        self.lm.train(training)
         is_eos = out == tok.eos_token_id
         lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, out.shape[1])
         starts = torch.tensor([len(p) for p in prompts])
@@ -122,7 +126,7 @@ class RuleRLStage:
         return reward, exact, bare
 
     # --- one update -------------------------------------------------------------------------------
-    def rollout(self, problems: list[Problem]) -> tuple[object, dict[str, float]]:
+    def rollout(self, problems: list[Problem]) -> tuple[TensorDict, dict[str, float], Completions]:
         cfg = self.cfg
         started = time.perf_counter()
         done = self.generate(problems, greedy=False)
