@@ -151,6 +151,8 @@ def with_adapter(lm: nn.Module, lora: LoRASettings, gradient_checkpointing: bool
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):  # Llama-style attention
+            module.attention_dropout = 0.0
     return model
 
 
