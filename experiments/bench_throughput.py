@@ -28,6 +28,7 @@ import torch
 from torchrl.collectors import Collector
 
 from ppo_torchrl import PPOConfig, make_actor_critic, make_advantage, make_env, make_loss, make_update
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 
 RESULTS = Path(__file__).parent / "results" / "bench_throughput.json"
 FRAMES = 40_000
@@ -76,8 +77,8 @@ def update_step_ms() -> dict[str, float]:
     actor, critic = make_actor_critic(env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
     with torch.no_grad():
         batch = env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
-    loss = make_loss(cfg.loss_params(), actor, critic)
-    update = make_update(cfg.update_params(), loss, make_advantage(cfg.gae_params(), critic))
+    loss = make_loss(cfg.params(LossParams), actor, critic)
+    update = make_update(cfg.params(UpdateParams), loss, make_advantage(cfg.params(GAEParams), critic))
     update(batch.clone())  # warm-up
     runs = []
     for _ in range(10):
@@ -99,9 +100,9 @@ def compile_cost() -> dict[str, float]:
     actor, critic = make_actor_critic(env, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
     with torch.no_grad():
         batch = env.rollout(cfg.rollout_steps, actor, break_when_any_done=False)
-        make_advantage(cfg.gae_params(), critic)(batch)
+        make_advantage(cfg.params(GAEParams), critic)(batch)
     minibatch = batch.reshape(-1)[: cfg.minibatch_size]
-    loss = make_loss(cfg.loss_params(), actor, critic)
+    loss = make_loss(cfg.params(LossParams), actor, critic)
 
     def step(module) -> None:
         out = module(minibatch)

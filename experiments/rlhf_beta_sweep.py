@@ -29,9 +29,9 @@ from typing import Any
 import torch
 
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.lm import load_models
-from ppo_torchrl.rlhf.pipeline import held_out_split, run_reward_model, run_sft
-from ppo_torchrl.rlhf.ppo import RLStage
+from ppo_torchrl.rlhf.toy.lm import load_models
+from ppo_torchrl.rlhf.toy.pipeline import held_out_split, run_reward_model, run_sft
+from ppo_torchrl.rlhf.toy.stage import RLStage
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from ppo_torchrl.cli import add_config_flags, config_from_args
+from ppo_torchrl.cli.flags import add_config_flags, config_from_args
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.rule_pipeline import run_rule_pipeline
+from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
 
 
 def main() -> None:

@@ -3,13 +3,15 @@
     from ppo_torchrl import PPOConfig, train
     result = train(PPOConfig(env="CartPole-v1", seed=0))
 
-The layout is the architecture, imports pointing one way, down:
+The layout is the architecture, imports pointing one way, down (docs/architecture.md):
 
-    train.py, evaluate.py, cli.py, rlhf/__main__.py   entry points
-    rlhf/                                             token-level RLHF on the core
-    run/                                              trainer, evaluation, checkpoints, tracking, progress
-    core/  envs/  models/                             PPO core (RLHF reuses it), env adapters, networks
-    fields.py                                         validated parameter dataclasses
+    train.py evaluate.py export.py track.py   entry points (python -m ppo_torchrl.<name>)
+    sweep/  rlhf/                             many runs as one experiment; token-level RLHF
+    cli/                                      the command lines
+    run/                                      one training run: trainer, evaluation, checkpoints
+    tracking/                                 MLflow, off the training loop's critical path
+    core/  envs/  models/                     PPO core (RLHF reuses it), env adapters, networks
+    fields.py  device.py  lazy.py             parameter dataclasses, the device setting, lazy names
 
 Names are imported on first use, so that ``python -m ppo_torchrl.train --help`` and
 bad-input errors answer without first loading torch and TorchRL.
@@ -17,8 +19,7 @@ bad-input errors answer without first loading torch and TorchRL.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ppo_torchrl.lazy import lazy_exports
 
 _EXPORTS = {
     "ConfigError": "fields",
@@ -39,14 +40,4 @@ _EXPORTS = {
     "Trainer": "run.trainer",
     "train": "run.trainer",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ppo_torchrl' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ppo_torchrl.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ppo_torchrl.cli import OneLineArgumentParser, check_writable
+from ppo_torchrl.cli.flags import OneLineArgumentParser, check_writable
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.run.errors import CheckpointError
 
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             fmt = video_format(args.video)
             check_writable(Path(args.video))
             prepare_headless()  # before MuJoCo is imported
+        from ppo_torchrl.device import resolve_device
         from ppo_torchrl.run.checkpoint import load_policy  # torch: after the cheap checks
-        from ppo_torchrl.run.device import resolve_device
 
         cfg, actor = load_policy(args.checkpoint, resolve_device(args.device), args.seed_index)
         if args.video:

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.cli import OneLineArgumentParser, check_writable
+from ppo_torchrl.cli.flags import OneLineArgumentParser, check_writable
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.run.errors import CheckpointError
 

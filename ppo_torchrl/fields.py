@@ -14,7 +14,11 @@ import dataclasses
 import math
 from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+# The default of a field that has none where it is declared: whoever builds the object says.
+REQUIRED: Any = dataclasses.MISSING
+P = TypeVar("P", bound="Config")
 
 
 class ConfigError(ValueError):
@@ -22,19 +26,28 @@ class ConfigError(ValueError):
 
 
 def config_field(default: Any, help: str, **constraints: Any) -> Any:
-    """A dataclass field with its help text and bounds (min, max, gt, lt, choices)."""
+    """A dataclass field with its help text and bounds (min, max, gt, lt, choices); ``REQUIRED``
+    for none (a keyword-only field, so it may follow fields that have one)."""
     metadata = {"help": help, **constraints}
+    if default is REQUIRED:
+        return field(metadata=metadata, kw_only=True)
     if isinstance(default, dict):  # a mutable default: each config gets its own copy
         return field(default_factory=lambda: dict(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
-def field_like(owner: type, name: str, default: Any, help: str | None = None) -> Any:
-    """A field with the help text and bounds of ``owner``'s field ``name`` but its own
-    default: a config that produces a core parameter object names each rule once."""
-    meta = dict(next(f for f in dataclasses.fields(owner) if f.name == name).metadata)
+def field_like(owner: type, name: str, default: Any = REQUIRED, help: str | None = None) -> Any:
+    """A field with the help text and bounds of ``owner``'s field ``name``, and its default
+    unless one is given here: a config that composes a parameter object states each rule and
+    each default once. Where ``owner`` holds no default, the config must give one."""
+    spec = next(f for f in dataclasses.fields(owner) if f.name == name)
+    meta = dict(spec.metadata)
     if help is not None:
         meta["help"] = help
+    if default is REQUIRED:
+        default = spec.default
+        if default is REQUIRED:
+            raise TypeError(f"{owner.__name__}.{name} has no default: the config must give one")
     return field(default=default, metadata=meta)
 
 
@@ -52,6 +65,19 @@ class Config:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    def params(self, cls: type[P]) -> P:
+        """The parameter object ``cls`` (the core's, the tracker's) from this config's fields of
+        the same names, with `param_overrides` on top; the fields this config lacks keep
+        ``cls``'s own defaults."""
+        mine = set(self.field_names())
+        values = {name: getattr(self, name) for name in cls.field_names() if name in mine}
+        overrides = {k: v for k, v in self.param_overrides().items() if k in cls.field_names()}
+        return cls(**{**values, **overrides})
+
+    def param_overrides(self) -> dict[str, Any]:
+        """Parameter-object fields this config names differently or derives (none here)."""
+        return {}
 
 
 def _plain(value: Any) -> Any:

@@ -2,8 +2,8 @@
 and tiny modules with known outputs that read a token step's keys.
 
 The objects under test are the project's (`token_steps`, `shape_rewards`, `kl_estimate`,
-`group_advantages`, `make_advantage(cfg.gae_params(), ...)`, `make_loss(cfg.loss_params(), ...)`,
-`make_update(cfg.update_params(), ...)` with ``cfg`` an `RLHFConfig`, `RLStage`). What this
+`group_advantages`, `make_advantage(cfg.params(GAEParams), ...)`, `make_loss(cfg.params(LossParams), ...)`,
+`make_update(cfg.params(UpdateParams), ...)` with ``cfg`` an `RLHFConfig`, `RLStage`). What this
 file adds are inputs a reader can follow: a critic and an actor whose outputs are tables
 indexed by (``seq_id``, ``position``), the keys of a token step.
 """
@@ -22,9 +22,10 @@ from torchrl.modules import ProbabilisticActor
 
 from ppo_torchrl.core.advantage import make_advantage
 from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.update import PPOUpdate, make_update
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.rollout import shape_rewards, token_steps
+from ppo_torchrl.rlhf.tokens import shape_rewards, token_steps
 
 PAD = 0
 
@@ -108,8 +109,8 @@ def shaped(
 
 
 def token_gae(cfg: RLHFConfig, critic: TensorDictModule):
-    """The RLHF stage's GAE: make_advantage(cfg.gae_params(), critic), two-call path."""
-    advantage = make_advantage(cfg.gae_params(), critic)
+    """The RLHF stage's GAE: make_advantage(cfg.params(GAEParams), critic), two-call path."""
+    advantage = make_advantage(cfg.params(GAEParams), critic)
     advantage.deactivate_vmap = True  # as RLStage does for its token critic
     return advantage
 
@@ -117,9 +118,9 @@ def token_gae(cfg: RLHFConfig, critic: TensorDictModule):
 def ppo_update(cfg: RLHFConfig, actor: Any, critic: Any, seed: int = 0, gae: bool = True) -> PPOUpdate:
     """PPOUpdate wired as RLStage wires it: GAE over the critic, or no advantage module
     (critic=None, as GRPO; or ``gae=False``) when the batch already holds ``advantage``."""
-    loss = make_loss(cfg.loss_params(), actor, critic)
+    loss = make_loss(cfg.params(LossParams), actor, critic)
     advantage = token_gae(cfg, critic) if critic is not None and gae else None
-    return make_update(cfg.update_params(), loss, advantage, seed=seed)
+    return make_update(cfg.params(UpdateParams), loss, advantage, seed=seed)
 
 
 def tiny_models(seed: int = 0):
@@ -127,7 +128,7 @@ def tiny_models(seed: int = 0):
     and a GPT-2 sequence classifier with a scalar head, on the project's word-level tokenizer."""
     from transformers import GPT2ForSequenceClassification, GPT2LMHeadModel
 
-    from ppo_torchrl.rlhf.lm import tiny_config, tiny_tokenizer
+    from ppo_torchrl.rlhf.toy.lm import tiny_config, tiny_tokenizer
 
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer()
@@ -140,7 +141,7 @@ def tiny_models(seed: int = 0):
 
 def tiny_stage(**fields: Any):
     """An `RLStage` over `tiny_models`: real rollouts in well under a second."""
-    from ppo_torchrl.rlhf.ppo import RLStage
+    from ppo_torchrl.rlhf.toy.stage import RLStage
 
     tokenizer, policy, reward_model = tiny_models(fields.pop("torch_seed", 0))
     fields.setdefault("max_new_tokens", 6)

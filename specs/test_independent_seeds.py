@@ -174,7 +174,7 @@ def single_step(k: int, pairs: list, params: UpdateParams, steps: int) -> torch.
 @pytest.mark.parametrize("max_grad_norm", [0.05, 0.0])
 def test_update_steps_per_seed_equal_single_steps(max_grad_norm: float) -> None:
     """Three steps (clipped gradients, Adam with bias correction) on the same minibatch."""
-    params = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=max_grad_norm, lr=0.01)
+    params = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=max_grad_norm, lr=0.01, target_kl=None)
     pairs = singles()
     actor, critic = stacked(pairs)
     update = independent_update(actor, critic, params)
@@ -196,7 +196,7 @@ def test_pooled_gradient_clipping_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
         return norm.expand(params[0].shape[0])
 
     monkeypatch.setattr(independent, "clip_per_learner", pooled)
-    params = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=0.05, lr=0.01)
+    params = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=0.05, lr=0.01, target_kl=None)
     actor, critic = stacked(singles())
     independent_update(actor, critic, params)._step(minibatch(), torch.ones(len(SEEDS)), may_stop=False)
     weights = torch.cat([actor.module[0].module.flat, critic.module.flat], 1).detach()

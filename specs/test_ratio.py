@@ -96,6 +96,6 @@ def test_ratio_with_the_projects_cartpole_actor(cartpole: tuple[PPOConfig, EnvBa
     assert np.abs(r - 1).max() > 0.05, "the nudge should move the policy"
     batch["advantage"] = torch.zeros(1, 6, 1)
     batch["value_target"] = torch.zeros(1, 6, 1)
-    out = loss_outputs(cfg.loss_params(), actor, critic, batch)
+    out = loss_outputs(cfg.params(LossParams), actor, critic, batch)
     agree("mean_ratio", r.mean(), out["mean_ratio"])
     agree("max_ratio", r.max(), out["max_ratio"])

@@ -25,9 +25,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl.rlhf.lm import sequence_scores
-from ppo_torchrl.rlhf.reward import bradley_terry_loss, encode_pairs, train_reward_model
-from ppo_torchrl.rlhf.task import make_examples, preference_pairs
+from ppo_torchrl.rlhf.toy.lm import sequence_scores
+from ppo_torchrl.rlhf.toy.reward import bradley_terry_loss, encode_pairs, train_reward_model
+from ppo_torchrl.rlhf.toy.task import make_examples, preference_pairs
 from specs import hand_rlhf
 from specs.cases import floats
 from specs.check import agree, differ

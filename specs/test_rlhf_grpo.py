@@ -7,7 +7,7 @@ completion i of a group the advantage
 
 on every one of its real tokens (padding gets 0, and is dropped by `PPOUpdate` anyway). The
 loss adds beta * mean_tokens k3(pi || pi_ref) (`RefKLPenalty`), not a per-token reward, and
-`RLHFConfig.loss_params` turns the loss's own per-minibatch normalisation off.
+`RLHFConfig.param_overrides` turns the loss's own per-minibatch normalisation off.
 
 Worked example, G = 4: s = [1, 0, 0.5, 0.5], mean 0.5, std = sqrt((0.25 + 0.25) / 3) =
 0.408248, A = [0.5, -0.5, 0, 0] / 0.408348 = [1.224445, -1.224445, 0, 0]. (Population std
@@ -28,11 +28,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.params import LossParams, UpdateParams
 from ppo_torchrl.core.update import make_update
-from ppo_torchrl.rlhf.lm import sequence_scores
-from ppo_torchrl.rlhf.ppo import REF_LOG_PROB, RefKLPenalty
-from ppo_torchrl.rlhf.rollout import group_advantages
-from ppo_torchrl.rlhf.task import make_examples
+from ppo_torchrl.rlhf.tokens import REF_LOG_PROB, RefKLPenalty, group_advantages
+from ppo_torchrl.rlhf.toy.lm import sequence_scores
+from ppo_torchrl.rlhf.toy.task import make_examples
 from specs import hand, hand_rlhf
 from specs.check import agree, differ
 from specs.rig_rlhf import f32, layout, rlhf_config, step_actor, tiny_stage
@@ -135,7 +135,7 @@ def test_ref_kl_penalty() -> None:
     batch["advantage"] = torch.ones(1, 3, 1)
     actor = step_actor(logits)
     cfg = rlhf_config(algo="grpo", group_size=2, prompts_per_update=2, beta=0.2)
-    out = RefKLPenalty(make_loss(cfg.loss_params(), actor, None), actor, 0.2)(batch.reshape(-1))
+    out = RefKLPenalty(make_loss(cfg.params(LossParams), actor, None), actor, 0.2)(batch.reshape(-1))
     k3 = hand_rlhf.kl_per_token(logp, np.log([0.25, 0.5, 0.25]), "k3")
     agree("hand k3", [0.193147, 0.306853, 0.0], k3)
     agree("kl_ref", 1 / 6, out["kl_ref"])
@@ -154,8 +154,8 @@ def test_grpo_update_ignores_padding_advantages(grpo_rollout) -> None:
         batch["advantage"][pads] = junk
         actor = step_actor(np.random.default_rng(0).normal(size=(6, batch["sequence"].shape[-1] + 1, 15)))
         cfg = rlhf_config(algo="grpo", group_size=3, prompts_per_update=6, minibatch_size=4, rl_lr=0.05)
-        loss = RefKLPenalty(make_loss(cfg.loss_params(), actor, None), actor, 0.2)
-        update = make_update(cfg.update_params(), loss, None, seed=0)
+        loss = RefKLPenalty(make_loss(cfg.params(LossParams), actor, None), actor, 0.2)
+        update = make_update(cfg.params(UpdateParams), loss, None, seed=0)
         metrics = update(batch)
         results.append((metrics, actor.module[0].module.table.detach().numpy()))
     (clean, table), *others = results

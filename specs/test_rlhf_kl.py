@@ -27,7 +27,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl.rlhf.rollout import kl_estimate
+from ppo_torchrl.rlhf.tokens import kl_estimate
 from specs import hand, hand_rlhf
 from specs.cases import floats
 from specs.check import agree, differ

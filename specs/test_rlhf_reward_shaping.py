@@ -28,8 +28,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ppo_torchrl.rlhf.lm import sequence_scores
-from ppo_torchrl.rlhf.task import make_examples
+from ppo_torchrl.rlhf.toy.lm import sequence_scores
+from ppo_torchrl.rlhf.toy.task import make_examples
 from specs import hand_rlhf
 from specs.cases import floats
 from specs.cases_rlhf import LENGTHS, LOGP, REF, SCORES, STARTS, Completions, completions

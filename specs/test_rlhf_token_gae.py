@@ -1,4 +1,4 @@
-"""Item 12 — token-level GAE with masking: make_advantage(cfg.gae_params(), critic) on
+"""Item 12 — token-level GAE with masking: make_advantage(cfg.params(GAEParams), critic) on
 the [B, T] layout of `token_steps`, rewards from `shape_rewards`, then `PPOUpdate`.
 
 Step t of a completion of n real tokens is a transition from state sequence[:start + t]
@@ -32,6 +32,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from ppo_torchrl.core.params import GAEParams, LossParams
 from specs import hand_rlhf
 from specs.cases import floats
 from specs.cases_rlhf import LENGTHS, LOGP, REF, SCORES, STARTS, Completions, completions
@@ -78,11 +79,11 @@ def test_rlhf_params_are_gamma_one() -> None:
     from RLHFConfig; PPO normalises advantages per minibatch, GRPO does not (its own are
     already normalised)."""
     cfg = rlhf_config(lam=0.7, algo="ppo")
-    gae, loss = cfg.gae_params(), cfg.loss_params()
+    gae, loss = cfg.params(GAEParams), cfg.params(LossParams)
     assert (gae.gamma, gae.lam, loss.normalize_advantage) == (1.0, 0.7, True)
-    assert rlhf_config(gamma=0.9).gae_params().gamma == 0.9
+    assert rlhf_config(gamma=0.9).params(GAEParams).gamma == 0.9
     assert (
-        rlhf_config(algo="grpo", group_size=2, prompts_per_update=4).loss_params().normalize_advantage
+        rlhf_config(algo="grpo", group_size=2, prompts_per_update=4).params(LossParams).normalize_advantage
         is False
     )
 

@@ -129,7 +129,7 @@ def test_one_step_worked_example() -> None:
         LossParams(
             clip_epsilon=0.2, critic_coef=0.5, entropy_coef=0.01, critic_loss="l2", normalize_advantage=True
         ),
-        UpdateParams(epochs=1, minibatch_size=6, max_grad_norm=0.5, lr=1e-3),
+        UpdateParams(epochs=1, minibatch_size=6, max_grad_norm=0.5, lr=1e-3, target_kl=None),
     )
     assert (
         params.update.max_grad_norm,
@@ -178,6 +178,7 @@ def updates(draw: st.DrawFn) -> Update:
         minibatch_size=minibatch_size,
         max_grad_norm=draw(st.sampled_from([0.0, 1e-3, 0.05, 0.5, 10.0])),
         lr=draw(floats(1e-4, 0.05)),
+        target_kl=None,
     )
     shape = (n_envs, steps)
     return Params(gae, loss, update), logits, case, actions.reshape(shape), log_r.reshape(shape)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ppo_torchrl.run.aggregate import bootstrap_ci, curve_band, iqm, summarize, write_tables
+from ppo_torchrl.run.stats import bootstrap_ci, curve_band, iqm, summarize
+from ppo_torchrl.sweep.aggregate import write_tables
 
 
 def test_iqm_drops_the_lowest_and_highest_quarter():

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import torch
 
+from ppo_torchrl.cli.train import main as train_main
 from ppo_torchrl.evaluate import main as evaluate_main
 from ppo_torchrl.run.checkpoint import FIELDS, load_checkpoint
-from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
 Damage = Callable[[dict[str, Any]], Any]

@@ -58,6 +58,7 @@ def small_config(collector: str, tmp_path: Path, **overrides) -> PPOConfig:
 
 
 @pytest.mark.parametrize("collector", BACKENDS)
+@pytest.mark.slow
 def test_workers_act_with_the_learners_current_weights(collector, tmp_path, request):
     """After every update the workers' policy is the learner's: the log-probabilities they
     recorded for their actions equal the learner's on the same observations."""
@@ -82,6 +83,7 @@ def test_workers_act_with_the_learners_current_weights(collector, tmp_path, requ
         trainer.collection.shutdown()
 
 
+@pytest.mark.slow
 def test_frames_stay_exact_through_a_checkpoint_on_worker_processes(tmp_path):
     """Interrupted after its second update and resumed in a new trainer, the run spends its
     budget exactly; the episodes in flight restart (workers cannot hand over env state)."""
@@ -100,6 +102,7 @@ def test_frames_stay_exact_through_a_checkpoint_on_worker_processes(tmp_path):
 
 
 @pytest.mark.parametrize("collector", BACKENDS)
+@pytest.mark.slow
 def test_cartpole_solved_from_the_command_line(collector, tmp_path):
     """The issue's command (short budget): CartPole on the gymnasium backend, two workers."""
     summary = tmp_path / "summary.json"
@@ -114,7 +117,7 @@ def test_cartpole_solved_from_the_command_line(collector, tmp_path):
     assert result["frames"] % 512 == 0 and result["frames"] <= 20480
 
 
-RUN_TRAIN = "import sys; from ppo_torchrl.train import main; sys.exit(main(sys.argv[1:]))"
+RUN_TRAIN = "import sys; from ppo_torchrl.cli.train import main; sys.exit(main(sys.argv[1:]))"
 
 
 def run_train(*flags: str, env: dict[str, str] | None = None, code: str = RUN_TRAIN):
@@ -137,6 +140,7 @@ def test_ray_without_ray_installed_names_the_extra():
     ]
 
 
+@pytest.mark.slow
 def test_an_unreachable_ray_cluster_is_one_line():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -12,6 +12,8 @@ import pytest
 
 from ppo_torchrl.run.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.slow  # a real filesystem filled mid-run: docs/testing.md
+
 RUN = ["--frames", "30720", "--no-stop-when-solved", "--checkpoint-every-frames", "2048", "--no-track"]
 RUN += ["--eval-every-frames", "4096", "--eval-episodes", "5", "--torch-threads", "1"]
 

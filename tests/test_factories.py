@@ -169,11 +169,11 @@ def _rollout(cfg: PPOConfig, env, actor) -> TensorDict:
 def test_ppo_update_changes_both_networks_and_reports_metrics(cartpole) -> None:
     cfg, env = cartpole
     actor, critic = make_actor_critic(env)
-    loss = make_loss(cfg.loss_params(), actor, critic)
+    loss = make_loss(cfg.params(LossParams), actor, critic)
     update = PPOUpdate(
         loss,
         make_optimizer(loss, cfg.lr),
-        make_advantage(cfg.gae_params(), critic),
+        make_advantage(cfg.params(GAEParams), critic),
         epochs=2,
         minibatch_size=32,
         max_grad_norm=0.5,
@@ -201,7 +201,7 @@ def test_ppo_update_without_advantage_module_uses_given_advantages(cartpole) -> 
     """Critic-free use (e.g. GRPO): the caller writes ``advantage``; no GAE runs."""
     cfg, env = cartpole
     actor, _ = make_actor_critic(env)
-    loss = make_loss(cfg.loss_params(), actor, None)
+    loss = make_loss(cfg.params(LossParams), actor, None)
     update = PPOUpdate(
         loss, make_optimizer(loss, cfg.lr), None, epochs=1, minibatch_size=64, max_grad_norm=0.0
     )
@@ -215,11 +215,11 @@ def test_ppo_update_without_advantage_module_uses_given_advantages(cartpole) -> 
 def test_ppo_update_drops_steps_marked_invalid(cartpole) -> None:
     cfg, env = cartpole
     actor, critic = make_actor_critic(env)
-    loss = make_loss(cfg.loss_params(), actor, critic)
+    loss = make_loss(cfg.params(LossParams), actor, critic)
     update = PPOUpdate(
         loss,
         make_optimizer(loss, cfg.lr),
-        make_advantage(cfg.gae_params(), critic),
+        make_advantage(cfg.params(GAEParams), critic),
         epochs=1,
         minibatch_size=16,
         max_grad_norm=0.5,

@@ -18,10 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from ppo_torchrl.run.checkpoint import load_checkpoint
 from tests.conftest import all_runs
+
+pytestmark = pytest.mark.slow  # minutes of real processes: docs/testing.md
 
 KILLS = 20
 BATCH = 1024

@@ -18,8 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image, ImageSequence
 
+from ppo_torchrl.cli.train import main as train_main
 from ppo_torchrl.evaluate import main as evaluate_main
-from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +91,7 @@ def cartpole_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"uri": uri, "folder": folder, "summary": json.loads((folder / "s.json").read_text())}
 
 
+@pytest.mark.slow
 def test_the_model_replays_the_final_evaluation_in_a_fresh_process(
     cartpole_run: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,6 +192,7 @@ def test_system_metrics_are_logged_and_can_be_turned_off(cartpole_run: dict, sto
     assert not [k for k in run.data.metrics if k.startswith("system/")]
 
 
+@pytest.mark.slow
 def test_a_real_server_shows_model_signature_video_and_system_metrics(
     mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -270,7 +272,7 @@ def test_evaluate_with_a_missing_checkpoint_is_one_line(tmp_path, monkeypatch, c
 
 
 def test_a_model_that_cannot_be_made_costs_the_run_nothing(store, monkeypatch, capsys) -> None:
-    import ppo_torchrl.run.mlflow_model as mlflow_model
+    import ppo_torchrl.tracking.model as mlflow_model
 
     def broken(*args, **kwargs):
         raise RuntimeError("export failed")

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
+from ppo_torchrl.cli.train import main as train_main
 from ppo_torchrl.run.checkpoint import load_checkpoint, save_checkpoint
 from ppo_torchrl.run.config import PPOConfig
-from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
 # Metrics that measure the machine, not the learning: excluded when histories are compared
@@ -113,6 +113,7 @@ def uninterrupted(tmp_path_factory) -> tuple[str, str]:
     return uri, json.loads((folder / "s.json").read_text())["run_id"]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_metric_history(uninterrupted, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = cli([*RUN, "--summary-json", "s.json"], tmp_path, uri)
@@ -122,6 +123,7 @@ def test_same_seed_gives_the_same_metric_history(uninterrupted, tmp_path: Path) 
     assert len(again["loss/objective"]) == 12288 // BATCH
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_history_on_the_gymnasium_backend_too(tmp_path: Path) -> None:
     args = ["--env-backend", "gymnasium", "--frames", "4096", "--no-stop-when-solved", "--summary-json"]
     runs = []
@@ -134,6 +136,7 @@ def test_same_seed_gives_the_same_history_on_the_gymnasium_backend_too(tmp_path:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.slow
 def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(
     uninterrupted, tmp_path: Path, signum
 ) -> None:
@@ -154,6 +157,7 @@ def test_interrupted_then_resumed_run_matches_the_uninterrupted_one(
     assert histories(uri, run.info.run_id) == histories(*uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_second_signal_exits_at_once_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = cli([*RUN, "--frames", "500000", "--hidden-sizes", "256", "256"], tmp_path, uri)
@@ -211,6 +215,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkp
 
 
 # --- concurrent runs on one SQLite store ----------------------------------------------------------
+@pytest.mark.slow
 def test_four_concurrent_runs_on_one_sqlite_store_all_complete(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'shared.db'}"  # created by the racing processes themselves
     procs = [

@@ -26,14 +26,15 @@ from mlflow.tracking import MlflowClient
 from ppo_torchrl.core.update import PPOUpdate
 from ppo_torchrl.rlhf.__main__ import main as rlhf_main
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.lm import load_models, reward_model_from, sequence_scores, tiny_tokenizer
-from ppo_torchrl.rlhf.pipeline import run_pipeline
-from ppo_torchrl.rlhf.ppo import RefKLPenalty, RLStage
-from ppo_torchrl.rlhf.reward import bradley_terry_loss, encode_pairs, pair_accuracy, train_reward_model
-from ppo_torchrl.rlhf.sft import IGNORE, sft_batches, sft_loss, train_sft
-from ppo_torchrl.rlhf.task import make_examples, preference_pairs
-from ppo_torchrl.rlhf.text import prompt_ids
-from ppo_torchrl.run.metric_names import grouped_name
+from ppo_torchrl.rlhf.tokens import RefKLPenalty
+from ppo_torchrl.rlhf.toy.lm import load_models, reward_model_from, sequence_scores, tiny_tokenizer
+from ppo_torchrl.rlhf.toy.pipeline import run_pipeline
+from ppo_torchrl.rlhf.toy.reward import bradley_terry_loss, encode_pairs, pair_accuracy, train_reward_model
+from ppo_torchrl.rlhf.toy.sft import IGNORE, sft_batches, sft_loss, train_sft
+from ppo_torchrl.rlhf.toy.stage import RLStage
+from ppo_torchrl.rlhf.toy.task import make_examples, preference_pairs
+from ppo_torchrl.rlhf.toy.text import prompt_ids
+from ppo_torchrl.tracking.names import grouped_name
 from tests.conftest import all_runs
 
 # Three-digit prompts: a completion is at most 3 digits + EOS.

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_torchrl.rlhf.lm import load_models, reward_model_from, sequence_scores
-from ppo_torchrl.rlhf.sft import IGNORE, sft_batches, sft_loss
-from ppo_torchrl.rlhf.task import Example, make_examples
-from ppo_torchrl.rlhf.text import completion_ids, lengths, pad, prompt_ids
+from ppo_torchrl.rlhf.toy.lm import load_models, reward_model_from, sequence_scores
+from ppo_torchrl.rlhf.toy.sft import IGNORE, sft_batches, sft_loss
+from ppo_torchrl.rlhf.toy.task import Example, make_examples
+from ppo_torchrl.rlhf.toy.text import completion_ids, lengths, pad, prompt_ids
 from tests.test_rlhf import flags, rlhf_cli
 
 EOS = "<|endoftext|>"

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppo_torchrl.rlhf.arithmetic import Problem, split_problems
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.hub import LoRASettings, load_lm, locate, with_adapter
-from ppo_torchrl.rlhf.rollout import token_steps
-from ppo_torchrl.rlhf.rule_stage import RuleRLStage
+from ppo_torchrl.rlhf.real.arithmetic import Problem, split_problems
+from ppo_torchrl.rlhf.real.hub import LoRASettings, load_lm, locate, with_adapter
+from ppo_torchrl.rlhf.real.stage import RuleRLStage
+from ppo_torchrl.rlhf.tokens import token_steps
+
+pytestmark = pytest.mark.slow  # minutes of real processes: docs/testing.md
 
 pytest.importorskip("peft")
 pytest.importorskip("gguf")
@@ -210,7 +212,7 @@ def test_arithmetic_pipeline_tracks_saves_and_reloads_the_adapter(
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from ppo_torchrl.rlhf.rule_pipeline import run_rule_pipeline
+    from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
 
     tokenizer, base = smollm2
     cfg = small(rl_updates=2, sample_every=1, track=True, output_dir=str(tmp_path / "runs"))
@@ -318,7 +320,7 @@ def test_real_model_bad_input_is_one_line_exit_2_and_nothing_started(
 def test_the_rule_reads_the_final_answer_and_reports_the_format_apart(
     problem: Problem, response: str, exact: float, bare: float
 ) -> None:
-    from ppo_torchrl.rlhf.arithmetic import score
+    from ppo_torchrl.rlhf.real.arithmetic import score
 
     assert score(problem, response, format_coef=0.0) == (exact, exact, bare)
     assert score(problem, response, format_coef=0.1) == pytest.approx((exact + 0.1 * bare, exact, bare))

@@ -144,6 +144,7 @@ def test_seed_k_trains_the_same_alone_or_beside_others() -> None:
     assert not torch.allclose(weights[0][1], alone, atol=1e-3)  # and seeds do differ
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_every_seed_and_exits_143(tmp_path: Path) -> None:
     """A real SIGTERM mid-run: the program stops between iterations, writes final.pt with
     every seed, says where, and exits 128 + 15."""

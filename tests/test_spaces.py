@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 
+from ppo_torchrl.cli.train import main as train_main
 from ppo_torchrl.evaluate import main as evaluate_main
 from ppo_torchrl.models.encoders import ObservationNorm
 from ppo_torchrl.run.checkpoint import load_checkpoint
 from ppo_torchrl.run.reward_norm import RewardNormalizer
-from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
 SMALL = ["--num-envs", "8", "--rollout-steps", "32", "--minibatch-size", "128", "--no-track"]
@@ -121,6 +121,7 @@ def test_reward_norm_divides_by_the_std_of_the_discounted_returns() -> None:
     assert np.allclose(norm.returns.numpy(), running)
 
 
+@pytest.mark.slow
 def test_normalisation_statistics_survive_a_kill_and_resume_exactly(tmp_path: Path) -> None:
     """CartPole's torch backend resumes bit for bit, so a run killed (SIGKILL) after a
     checkpoint and resumed must end with the very statistics of an uninterrupted run."""
@@ -192,7 +193,7 @@ def test_a_missing_optional_dependency_names_the_extra(tmp_path: Path) -> None:
     """Box2D really absent: the import is blocked before gymnasium looks for it."""
     code = (
         "import sys; sys.modules['Box2D'] = None\n"
-        "from ppo_torchrl.train import main\n"
+        "from ppo_torchrl.cli.train import main\n"
         "sys.exit(main(['--env', 'LunarLander-v3', '--no-track']))"
     )
     root = Path(__file__).resolve().parents[1]

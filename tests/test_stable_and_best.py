@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from ppo_torchrl import PPOConfig, make_actor_critic, make_advantage, make_env, make_loss, make_update
+from ppo_torchrl.cli.train import main as train_main
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.evaluate import main as evaluate_main
 from ppo_torchrl.run.checkpoint import load_checkpoint
 from ppo_torchrl.run.results import EvalPoint, stable_solve
-from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
 FAST = ["--frames", "8192", "--eval-every-frames", "2048", "--eval-episodes", "5"]
@@ -127,9 +127,9 @@ def test_target_kl_stops_the_epochs_early_and_says_how_many_ran() -> None:
         a, c = make_actor_critic(env)
         a.load_state_dict(actor.state_dict())
         c.load_state_dict(critic.state_dict())
-        loss = make_loss(LossParams(), a, c)
-        params = UpdateParams(epochs=10, minibatch_size=64, lr=3e-3, target_kl=target_kl)
-        return make_update(params, loss, make_advantage(GAEParams(), c), seed=0)(batch.clone())
+        loss = make_loss(LossParams(clip_epsilon=0.2), a, c)
+        params = UpdateParams(epochs=10, minibatch_size=64, max_grad_norm=0.5, lr=3e-3, target_kl=target_kl)
+        return make_update(params, loss, make_advantage(GAEParams(gamma=0.99), c), seed=0)(batch.clone())
 
     full, early = update(None), update(1e-4)
     assert full["epochs_run"] == 10 and full["gradient_steps"] == 10 * 512 / 64
@@ -141,5 +141,5 @@ def test_target_kl_stops_the_epochs_early_and_says_how_many_ran() -> None:
 
 def test_target_kl_is_a_config_field_that_reaches_the_update() -> None:
     cfg = PPOConfig(target_kl=0.02)
-    assert cfg.update_params().target_kl == 0.02
-    assert PPOConfig(target_kl=None).update_params().target_kl is None  # null in YAML: no early stop
+    assert cfg.params(UpdateParams).target_kl == 0.02
+    assert PPOConfig(target_kl=None).params(UpdateParams).target_kl is None  # null in YAML: no early stop

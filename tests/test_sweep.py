@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ppo_torchrl.sweep import main as sweep_main
+from ppo_torchrl.sweep.cli import main as sweep_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--frames", "2048", "--eval-every-frames", "1024", "--eval-episodes", "5"]
@@ -38,6 +38,7 @@ def runs(tmp_path: Path) -> tuple[object, list]:
     return parents[0], sorted(children, key=lambda r: r.info.run_name)
 
 
+@pytest.mark.slow
 def test_three_seeds_on_ray_are_three_nested_runs_with_aggregates(tmp_path):
     """The issue's command, at a short budget: --seeds 0-2 --backend ray --workers 2."""
     summary_path = tmp_path / "summary.json"
@@ -62,6 +63,7 @@ def test_three_seeds_on_ray_are_three_nested_runs_with_aggregates(tmp_path):
     assert (tmp_path / "sweep" / "learning_curves.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_vectorized_backend_runs_each_grid_point_in_one_program_with_a_run_per_seed(tmp_path):
     """--backend vectorized: one `train --num-seeds 2` per grid point, the same per-seed
     rows, aggregates and nested runs (FINISHED, with the seed's final eval/return)."""
@@ -83,6 +85,7 @@ def test_vectorized_backend_runs_each_grid_point_in_one_program_with_a_run_per_s
         assert summary["aggregates"][label]["runs"] == 2
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_recorded_and_the_others_go_on(tmp_path):
     """A grid over two envs, one of whose simulator dies mid-training: that trial's run ends
     FAILED with its one-line error, the other finishes, the sweep exits 1."""
@@ -108,6 +111,7 @@ def ignore_sigint() -> None:
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
+@pytest.mark.slow
 def test_sigterm_stops_the_trials_with_checkpoints_and_leaves_nothing_running(backend, tmp_path):
     """On Ray the sweep starts as a shell's background job does (``sweep &``: SIGINT ignored,
     inherited by the Ray instance it starts), where Ray's task cancel is a no-op unless the

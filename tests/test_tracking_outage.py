@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ppo_torchrl.run.tracking_writer import read_journal
+from ppo_torchrl.tracking.journal import read_journal
 from tests.conftest import Server
+
+pytestmark = pytest.mark.slow  # minutes of real processes: docs/testing.md
 
 RUN = ["--frames", "20480", "--no-stop-when-solved", "--checkpoint-every-frames", "2048"]
 RUN += ["--eval-every-frames", "4096", "--eval-episodes", "10", "--summary-json", "s.json"]

@@ -11,11 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
-from ppo_torchrl.run.tracking_writer import SENT
+from ppo_torchrl.tracking.journal import SENT
 from tests.conftest import Server
 from tests.test_rlhf import TINY
+
+pytestmark = pytest.mark.slow  # minutes of real processes: docs/testing.md
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from ppo_torchrl import PPOConfig, train
+from ppo_torchrl.cli.train import main as train_main
 from ppo_torchrl.evaluate import main as evaluate_main
-from ppo_torchrl.train import main as train_main
 from tests.conftest import all_runs
 
 # A uniformly random CartPole policy lasts about 22 steps on average.
@@ -214,6 +214,7 @@ def test_interrupted_training_ends_the_run_killed(store: str, monkeypatch: pytes
     assert [r.info.status for r in all_runs(store)] == ["KILLED"]
 
 
+@pytest.mark.slow
 def test_real_mlflow_server(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)

@@ -10,8 +10,7 @@ Names are imported on first use: the parameter objects load no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ppo_torchrl.lazy import lazy_exports
 
 _EXPORTS = {
     "GAEParams": "params",
@@ -24,14 +23,4 @@ _EXPORTS = {
     "make_optimizer": "update",
     "make_update": "update",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ppo_torchrl.core' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ppo_torchrl.core.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -6,23 +6,28 @@
 
 They hold the algorithm's numbers and nothing else: no env id, no frame budget, no
 tracking flag, no device (the modules live on the device of the networks they are given).
-The defaults are the PPO paper's and CleanRL's; the CartPole trainer's `PPOConfig` and the
-RLHF config each produce these objects with their own tuned values. Importing this module
-loads no torch, so configs that produce these objects stay cheap to validate.
+
+Each number has one default, stated once. Where every user agrees (lambda, the loss weights,
+the value-loss kind, advantage normalisation) it is here, and the trainer's `PPOConfig` and
+`RLHFConfig` take it (``field_like`` without a value). Where they differ for a measured
+reason (gamma, the clip range, the optimisation schedule) there is none here
+(``REQUIRED``): each config states its own once, with the reason beside it, and
+``cfg.params(LossParams)`` builds the object. Importing this module loads no torch, so
+configs that produce these objects stay cheap to validate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ppo_torchrl.fields import Config, config_field
+from ppo_torchrl.fields import REQUIRED, Config, config_field
 
 
 @dataclass(frozen=True)
 class GAEParams(Config):
     """Generalized Advantage Estimation."""
 
-    gamma: float = config_field(0.99, "discount factor", min=0.0, max=1.0)
+    gamma: float = config_field(REQUIRED, "discount factor", min=0.0, max=1.0)
     lam: float = config_field(
         0.95, "GAE lambda: 0 gives the TD error, 1 the Monte-Carlo return", min=0.0, max=1.0
     )
@@ -32,7 +37,7 @@ class GAEParams(Config):
 class LossParams(Config):
     """The clipped surrogate objective, the value loss and the entropy bonus."""
 
-    clip_epsilon: float = config_field(0.2, "PPO clip range epsilon, in (0, 1)", gt=0.0, lt=1.0)
+    clip_epsilon: float = config_field(REQUIRED, "PPO clip range epsilon, in (0, 1)", gt=0.0, lt=1.0)
     entropy_coef: float = config_field(0.0, "weight of the entropy bonus", min=0.0)
     critic_coef: float = config_field(0.5, "weight of the value loss", min=0.0)
     critic_loss: str = config_field(
@@ -46,12 +51,12 @@ class LossParams(Config):
 class UpdateParams(Config):
     """Epochs of shuffled minibatch gradient steps over one collected batch."""
 
-    epochs: int = config_field(4, "passes over each collected batch", min=1)
-    minibatch_size: int = config_field(64, "steps per gradient step", min=1)
-    max_grad_norm: float = config_field(0.5, "gradient-norm clip (0 disables)", min=0.0)
-    lr: float = config_field(3e-4, "Adam learning rate", gt=0.0)
+    epochs: int = config_field(REQUIRED, "passes over each collected batch", min=1)
+    minibatch_size: int = config_field(REQUIRED, "steps per gradient step", min=1)
+    max_grad_norm: float = config_field(REQUIRED, "gradient-norm clip (0 disables)", min=0.0)
+    lr: float = config_field(REQUIRED, "Adam learning rate", gt=0.0)
     target_kl: float | None = config_field(
-        None,
+        REQUIRED,
         "stop the update's epochs early once a minibatch's KL(pi_old || pi) estimate (k3) exceeds "
         "1.5 x target_kl, as SB3 does (none: always run every epoch)",
         gt=0.0,

@@ -31,7 +31,7 @@ inputs, and gymnasium's ``x**2`` on a NumPy scalar calls the C library's ``pow``
 misses the correctly rounded ``x*x`` torch computes on ~0.1%. One step from the same
 state agrees bit for bit on ~99.5% of states and otherwise within ~1e-13 (RK4 spreads the
 bit). Acrobot is chaotic, so over a free-running episode such a bit can grow until the
-trajectories part: ``specs/test_acrobot_matches_gymnasium.py`` states and measures both.
+trajectories part: ``tests/test_env_parity_acrobot.py`` states and measures both.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Equal to gymnasium up to the last bit of cos/sin: torch's float64 cos and sin (C
 CUDA) differ from the C library's that gymnasium calls by one unit in the last place on
 about 0.15% of inputs, so one step from the same state agrees to ~1e-16, not bit for bit,
 and since CartPole is unstable such a bit can grow over a long episode.
-``specs/test_cartpole_matches_gymnasium.py`` states and checks that tolerance.
+``tests/test_env_parity_cartpole.py`` states and checks that tolerance.
 """
 
 from __future__ import annotations

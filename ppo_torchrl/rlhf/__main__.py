@@ -1,4 +1,6 @@
-"""`python -m ppo_torchrl.rlhf`: run SFT -> reward model -> PPO (or GRPO) and report.
+"""`python -m ppo_torchrl.rlhf`: the toy pipeline (SFT -> reward model -> PPO or GRPO, toy/) or,
+with ``--model`` / ``--model-path --gguf-file`` / ``--task arithmetic``, RL on a real language
+model with a rule reward (real/); each reports its result in one paragraph.
 
 Exit status: 0 done; 2 bad input (one line, nothing started); 130 interrupted.
 """
@@ -8,93 +10,86 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from ppo_torchrl.cli import OneLineArgumentParser, add_config_flags, config_from_args
-from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.cli.flags import OneLineArgumentParser, add_config_flags, config_from_args
+from ppo_torchrl.fields import ConfigError, load_config_file
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.run.tracking import TrackingError
+from ppo_torchrl.tracking.send import TrackingError
+
+INSTALL = {"toy": "pip install -e '.[rlhf]'", "real": "pip install -e '.[rlhf-real]'"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(
         prog="python -m ppo_torchrl.rlhf",
         allow_abbrev=False,
-        description="A miniature RLHF pipeline (SFT, reward model, PPO/GRPO) on the project's PPO core.",
+        description="RLHF on the project's PPO core: a miniature pipeline (SFT, reward model, "
+        "PPO/GRPO), or RL on a real language model with a rule reward (--model).",
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of RLHFConfig fields; flags override it")
     parser.add_argument("--summary-json", metavar="PATH", help="write the results as JSON here")
     add_config_flags(parser, RLHFConfig)
     args = parser.parse_args(argv)
+    kind = "toy"
     try:
-        cfg = config_from_args(args, RLHFConfig)
-        if cfg.task == "arithmetic":
-            return _run_arithmetic(cfg, args)
-        if cfg.model_path is not None and not Path(cfg.model_path).is_dir():
-            raise ConfigError(f"model_path: not a folder: {cfg.model_path}")
-        try:
-            import transformers
-        except ImportError:
-            raise ConfigError(
-                "the RLHF pipeline needs Hugging Face transformers: pip install -e '.[rlhf]'"
-            ) from None
-        # Our own progress lines say what happens; transformers' load reports and shard
-        # progress bars for the tiny models would only bury them.
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-        from ppo_torchrl.rlhf.pipeline import run_pipeline  # torch and transformers: after the checks
-
-        summary = run_pipeline(cfg)
+        in_file = load_config_file(args.config, RLHFConfig) if args.config else {}
+        cfg = config_from_args(args, RLHFConfig, in_file)
+        kind = "real" if cfg.task == "arithmetic" else "toy"
+        summary = (_real if kind == "real" else _toy)(cfg)
     except (ConfigError, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # an extra that is not installed
+        print(f"error: this pipeline needs {err.name}: {INSTALL[kind]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    print(
-        f"\nSFT reference S0 {summary['S0']:.1f} -> {cfg.algo.upper()} {summary['final_score']:.1f} "
-        f"(true-rule score, 0-100, held-out prompts, sampled; greedy {summary['final_score_greedy']:.1f}); "
-        f"KL to pi_ref {summary['final_kl_to_ref']:.3f} nats per completion; reward model held-out "
-        f"accuracy {summary['rm_heldout_accuracy']:.1%}; best prompt-independent completion "
-        f"{summary['best_constant_score']:.1f}; {summary['total_seconds']:.0f} s. -> {summary['output_dir']}"
-    )
+    print(_report(cfg, summary))
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 
-def _run_arithmetic(cfg: RLHFConfig, args) -> int:
-    """The real-model path: errors here are still one line and exit 2 (model, extra, store)."""
-    try:
-        from ppo_torchrl.rlhf.hub import locate
+def _toy(cfg: RLHFConfig) -> dict[str, Any]:
+    if cfg.model_path is not None and not Path(cfg.model_path).is_dir():
+        raise ConfigError(f"model_path: not a folder: {cfg.model_path}")
+    from ppo_torchrl.rlhf.common import quiet_transformers
 
-        locate(cfg.model, cfg.model_path, cfg.gguf_file)  # before torch and transformers load
-        import transformers
+    quiet_transformers()  # first: an ImportError here names transformers, before torch loads
+    from ppo_torchrl.rlhf.toy.pipeline import run_pipeline
 
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-        from ppo_torchrl.rlhf.rule_pipeline import run_rule_pipeline
+    return run_pipeline(cfg)
 
-        summary = run_rule_pipeline(cfg)
-    except (ConfigError, TrackingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except ImportError as err:
-        print(
-            f"error: the real-model RL stage needs {err.name}: pip install -e '.[rlhf-real]'", file=sys.stderr
+
+def _real(cfg: RLHFConfig) -> dict[str, Any]:
+    from ppo_torchrl.rlhf.common import quiet_transformers
+    from ppo_torchrl.rlhf.real.hub import locate
+
+    locate(cfg.model, cfg.model_path, cfg.gguf_file)  # before torch and transformers load
+    quiet_transformers()
+    from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
+
+    return run_rule_pipeline(cfg)
+
+
+def _report(cfg: RLHFConfig, s: dict[str, Any]) -> str:
+    name = cfg.algo.upper()
+    if cfg.task == "arithmetic":
+        return (
+            f"\nbase model {s['base_exact']:.1f}% -> {name} {s['final_exact']:.1f}% held-out exact "
+            f"answers (greedy, {s['held_out_problems']} problems; {s['gain_pp']:+.1f} pp); KL to pi_ref "
+            f"{s['final_kl_to_ref']:.3f} nats per response; {s['updates']} updates in "
+            f"{s['rl_seconds']:.0f} s. -> {s['output_dir']}"
         )
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    print(
-        f"\nbase model {summary['base_exact']:.1f}% -> {cfg.algo.upper()} {summary['final_exact']:.1f}% "
-        f"held-out exact answers (greedy, {summary['held_out_problems']} problems; "
-        f"{summary['gain_pp']:+.1f} pp); KL to pi_ref {summary['final_kl_to_ref']:.3f} nats per response; "
-        f"{summary['updates']} updates in {summary['rl_seconds']:.0f} s. -> {summary['output_dir']}"
+    return (
+        f"\nSFT reference S0 {s['S0']:.1f} -> {name} {s['final_score']:.1f} (true-rule score, 0-100, "
+        f"held-out prompts, sampled; greedy {s['final_score_greedy']:.1f}); KL to pi_ref "
+        f"{s['final_kl_to_ref']:.3f} nats per completion; reward model held-out accuracy "
+        f"{s['rm_heldout_accuracy']:.1%}; best prompt-independent completion "
+        f"{s['best_constant_score']:.1f}; {s['total_seconds']:.0f} s. -> {s['output_dir']}"
     )
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

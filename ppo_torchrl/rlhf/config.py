@@ -1,19 +1,22 @@
-"""RLHFConfig: every knob of the three-stage pipeline, named once, with default and doc.
+"""RLHFConfig: every knob of both RLHF pipelines (toy/ and real/), named once, with default and doc.
 
-It produces the PPO core's parameter objects for the RL stage (`gae_params`, `loss_params`,
-`update_params`) directly: token-level RL has no env id, no frame budget, no CartPole
-config behind it. The fields those objects share take the core's bounds (``field_like``).
+It composes the PPO core's parameter objects for the RL stage and the tracker's
+(``cfg.params(LossParams)``, ``cfg.params(TrackingParams)``) directly: token-level RL has no
+env id, no frame budget, no CartPole config behind it. The fields those objects share take
+their help, bounds and, where they hold one, default from them (``field_like``); a value
+given here is RLHF's own, with its reason beside it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
+from ppo_torchrl.device import check_device_name
 from ppo_torchrl.fields import Config, ConfigError, field_like
 from ppo_torchrl.fields import config_field as _field
-from ppo_torchrl.run.config import PPOConfig
-from ppo_torchrl.run.device import check_device_name
+from ppo_torchrl.tracking.params import TrackingParams
 
 # The RL-stage fields whose default depends on --algo (None in a config = this default).
 # GRPO's advantage comes from one group of samples per prompt instead of a learned critic:
@@ -66,19 +69,22 @@ class RLHFConfig(Config):
         "auto: arithmetic with --model or --gguf-file, else sort",
         choices=("auto", "sort", "arithmetic"),
     )
-    track: bool = _field(True, "log to MLflow: a parent run with one nested run per stage")
-    experiment: str = _field("ppo_torchrl_rlhf", "MLflow experiment name")
+    track: bool = field_like(
+        TrackingParams, "track", help="log to MLflow: a parent run with one nested run per stage"
+    )
+    # Kept apart from training runs: a pipeline's runs are nested stages, not episodes.
+    experiment: str = field_like(TrackingParams, "experiment", "ppo_torchrl_rlhf")
     output_dir: str = _field("rlhf_runs", "folder for plots, samples and the final models")
-    # The same bounds as training's (run/config.py), named once.
-    tracking_timeout: int = field_like(PPOConfig, "tracking_timeout", 10)
-    tracking_retries: int = field_like(PPOConfig, "tracking_retries", 2)
+    tracking_timeout: int = field_like(TrackingParams, "tracking_timeout")
+    tracking_retries: int = field_like(TrackingParams, "tracking_retries")
     tracking_end_timeout: float = field_like(
-        PPOConfig,
+        TrackingParams,
         "tracking_end_timeout",
-        30.0,
         help="seconds the end of the pipeline waits for tracking to catch up; what is left waits in "
         "the output folder's tracking.jsonl for `python -m ppo_torchrl.track sync`",
     )
+    system_metrics: bool = field_like(TrackingParams, "system_metrics")
+    system_metrics_interval: float = field_like(TrackingParams, "system_metrics_interval")
     # --- task and models ----------------------------------------------------------------------
     min_digits: int = _field(3, "fewest digits in a prompt", min=1)
     max_digits: int = _field(6, "most digits in a prompt", min=1)
@@ -159,16 +165,14 @@ class RLHFConfig(Config):
     kl_estimator: str = _field(
         "k1", "PPO's per-token KL estimate: 'k1', 'k2' or 'k3'", choices=("k1", "k2", "k3")
     )
-    gamma: float = field_like(
-        GAEParams,
-        "gamma",
-        1.0,
-        help="discount over tokens (1: a completion is short, its score counts in full)",
-    )
-    lam: float = field_like(GAEParams, "lam", 0.95, help="GAE lambda over tokens")
+    # A completion is short and its score comes at its end: it counts in full, undiscounted.
+    gamma: float = field_like(GAEParams, "gamma", 1.0, help="discount over tokens")
+    lam: float = field_like(GAEParams, "lam", help="GAE lambda over tokens")
+    # The PPO paper's clip, TRL's default for token-level PPO too; both pipelines' measured
+    # defaults ran with it (docs/rlhf.md).
     clip_epsilon: float = field_like(LossParams, "clip_epsilon", 0.2)
-    entropy_coef: float = field_like(LossParams, "entropy_coef", 0.0)
-    critic_coef: float = field_like(LossParams, "critic_coef", 0.5, help="value-loss weight (PPO)")
+    entropy_coef: float = field_like(LossParams, "entropy_coef")
+    critic_coef: float = field_like(LossParams, "critic_coef", help="value-loss weight (PPO)")
     epochs: int | None = _field(None, "passes over each rollout", shown_default=_per_algo("epochs"), min=1)
     minibatch_size: int | None = field_like(
         UpdateParams,
@@ -176,10 +180,13 @@ class RLHFConfig(Config):
         None,
         help=f"token steps per gradient step ({_per_algo('minibatch_size')})",
     )
+    # Hugging Face Trainer's default, which TRL's trainers keep, for a transformer's gradients.
     max_grad_norm: float = field_like(UpdateParams, "max_grad_norm", 1.0)
     rl_lr: float | None = _field(
         None, "Adam learning rate of policy (and critic)", shown_default=_per_algo("rl_lr"), gt=0.0
     )
+    # Every epoch runs: the per-algo epochs and learning rates above were tuned that way.
+    target_kl: float | None = field_like(UpdateParams, "target_kl", None)
 
     def __post_init__(self) -> None:
         if self.task == "auto":
@@ -235,23 +242,7 @@ class RLHFConfig(Config):
                 f"(at least {self.max_digits + 1}, got {self.max_new_tokens})"
             )
 
-    # --- what the RL stage gives the PPO core ---------------------------------------------------
-    def gae_params(self) -> GAEParams:
-        return GAEParams(gamma=self.gamma, lam=self.lam)
-
-    def loss_params(self) -> LossParams:
-        """GRPO's advantages are already normalised per group: the loss must not do it again."""
-        return LossParams(
-            clip_epsilon=self.clip_epsilon,
-            entropy_coef=self.entropy_coef,
-            critic_coef=self.critic_coef,
-            normalize_advantage=self.algo == "ppo",
-        )
-
-    def update_params(self) -> UpdateParams:
-        return UpdateParams(
-            epochs=self.epochs,
-            minibatch_size=self.minibatch_size,
-            max_grad_norm=self.max_grad_norm,
-            lr=self.rl_lr,
-        )
+    def param_overrides(self) -> dict[str, Any]:
+        """The core's names for RLHF's own: the RL stage's learning rate; GRPO's advantages are
+        already normalised per group, so its loss must not normalise them again."""
+        return {"lr": self.rl_lr, "normalize_advantage": self.algo == "ppo"}

@@ -22,8 +22,6 @@ state to a checkpoint, so on these backends the episodes in flight restart on re
 from __future__ import annotations
 
 import os
-import socket
-import sys
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -36,29 +34,7 @@ from torchrl.envs import EnvBase
 from ppo_torchrl.envs.factory import make_env
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.run.config import PPOConfig
-
-EXTRA = "pip install 'ppo_torchrl[distributed]'"
-
-
-def check_collector(cfg: PPOConfig) -> None:
-    """ConfigError (one line) if ``cfg.collector`` cannot run here; cheap, nothing starts."""
-    if cfg.collector != "ray":
-        return
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"collector: 'ray' needs Ray, which is not installed: {EXTRA}") from None
-    address = cfg.ray_address or os.environ.get("RAY_ADDRESS", "")
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if host and port.isdigit():  # ray.init retries an unreachable address for many minutes
-        try:
-            socket.create_connection((host, int(port)), timeout=5).close()
-        except OSError as err:
-            raise ConfigError(
-                f"collector: no Ray cluster answers at {address} ({err.strerror or type(err).__name__}); "
-                "start one with `ray start --head`, fix --ray-address / RAY_ADDRESS, or leave both "
-                "unset for a local instance"
-            ) from None
+from ppo_torchrl.run.ray_env import local_runtime_env
 
 
 def _worker_env(env_id: str, num_envs: int, seed: int, backend: str, env_kwargs: dict[str, Any]) -> EnvBase:
@@ -188,10 +164,3 @@ def _ray_init_config(address: str | None) -> dict[str, Any]:
     if not address:
         config["runtime_env"] = local_runtime_env()
     return config
-
-
-def local_runtime_env() -> dict[str, Any]:
-    """Ray's runtime_env for a local instance: its workers import what this process imports
-    (the working directory, hence an env's ``module:`` prefix, included)."""
-    paths = [os.getcwd(), *(p for p in sys.path if p and os.path.isdir(p))]
-    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}

@@ -3,6 +3,9 @@ points can catch them without loading torch first."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used: missing, torn, foreign, or any field off."""
@@ -21,3 +24,9 @@ class DiskWriteError(OSError):
 
     def __str__(self) -> str:
         return f"cannot write {self.path} ({self.reason})"
+
+
+def warn_disk(err: OSError, consequence: str, last_checkpoint: Path | None) -> None:
+    """One warning line for a file the disk refused mid-run: what it costs, what is kept."""
+    kept = last_checkpoint or "none yet"
+    print(f"warning: {err}; {consequence}; last intact checkpoint: {kept}", file=sys.stderr, flush=True)

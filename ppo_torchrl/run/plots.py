@@ -1,8 +1,11 @@
-"""The learning-curve plot of a training run."""
+"""Plots: a training run's learning curve, and many seeds' evaluation curves with their mean and
+95% bootstrap band (the many-seeds run, sweeps)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from ppo_torchrl.run.stats import curve_band
 
 
 def plot_learning_curve(
@@ -37,3 +40,40 @@ def plot_learning_curve(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_curves(
+    groups: dict[str, list[list[tuple[int, float]]]], threshold: float | None, path: Path, title: str
+) -> Path:
+    """Every seed (thin), and per group its mean with the 95% band, against frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for k, (label, curves) in enumerate(groups.items()):
+        color = f"C{k % 10}"
+        for c in curves:
+            if c:
+                ax.plot(*zip(*sorted(c), strict=True), color=color, alpha=0.35, linewidth=0.8)
+        band = curve_band(curves)
+        if band["frames"]:
+            ax.plot(
+                band["frames"],
+                band["mean"],
+                color=color,
+                linewidth=2,
+                label=f"{label} (mean of {sum(1 for c in curves if c)})",
+            )
+            ax.fill_between(band["frames"], band["low"], band["high"], color=color, alpha=0.2)
+    if threshold is not None:
+        ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
+    ax.set_xlabel("frames")
+    ax.set_ylabel("greedy evaluation return")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

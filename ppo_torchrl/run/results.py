@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 
@@ -56,6 +57,13 @@ class Progress:
 
     def __post_init__(self) -> None:
         self.eval_points = [EvalPoint(*p) for p in self.eval_points]  # rows read back from a checkpoint
+
+    def add_batch(self, frames: int, returns: list[float]) -> None:
+        """A collected batch: its frames, and the episodes that ended in it (at its last frame)."""
+        self.frames += frames
+        self.episodes += len(returns)
+        self.episode_returns += returns
+        self.episode_frames += [self.frames] * len(returns)
 
     def to_state(self) -> dict[str, Any]:
         """Plain data for a checkpoint (lists and numbers only: checkpoints load weights-only)."""
@@ -123,3 +131,48 @@ class TrainResult:
 def _finite(value: Any) -> Any:
     """NaN (no evaluation ran) as null, so the summary stays valid JSON."""
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def train_result(
+    p: Progress,
+    threshold: float | None,
+    *,
+    stop_when_solved: bool,
+    interrupted: bool,
+    last_update: dict[str, float],
+    run_id: str | None,
+    checkpoint: Path | None,
+    best_checkpoint: Path,
+    videos: list[str],
+) -> TrainResult:
+    """What a run (stopped, or at its end) returns: its last evaluation, both solved measures
+    and where its files are. Stability needs the whole budget: a run stopped at its first
+    crossing, or by a signal, shows none. ``best_checkpoint`` counts where it exists."""
+    last = p.eval_points[-1] if p.eval_points else EvalPoint(p.frames, None, math.nan, math.nan, 0)
+    stopped_when_solved = stop_when_solved and p.solved_at is not None
+    stable = None if interrupted or stopped_when_solved else stable_solve(p.eval_points, threshold)
+    kept_best = p.best_mean is not None and best_checkpoint.exists()
+    return TrainResult(
+        final_eval_mean=last.mean,
+        final_eval_std=last.std,
+        eval_episodes=last.episodes,
+        frames=p.frames,
+        episodes=p.episodes,
+        updates=p.updates,
+        train_seconds=p.train_seconds,
+        eval_seconds=p.eval_seconds,
+        solved=p.solved_at is not None,
+        solved_at_frames=p.solved_at,
+        run_id=run_id,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        interrupted=interrupted,
+        stopped_when_solved=stopped_when_solved,
+        last_update=last_update,
+        evals=list(p.eval_points),
+        stable_solved_at_frames=stable.frames if stable else None,
+        stable_solved_at_seconds=stable.train_seconds if stable else None,
+        best_eval_mean=p.best_mean,
+        best_eval_frames=p.best_frames,
+        best_checkpoint=str(best_checkpoint) if kept_best else None,
+        videos=videos,
+    )

@@ -42,15 +42,15 @@ def run_seeds(
     summary_json: str | None,
 ) -> int:
     """Train, evaluate, checkpoint and report every seed; the process's exit status."""
-    from ppo_torchrl.envs.factory import reward_threshold
-    from ppo_torchrl.run.aggregate import curve_band, plot_curves, summarize
     from ppo_torchrl.run.checkpoint import save_checkpoint
+    from ppo_torchrl.run.plots import plot_curves
     from ppo_torchrl.run.seeds_checkpoint import seeds_state
     from ppo_torchrl.run.seeds_trainer import SeedsTrainer
+    from ppo_torchrl.run.stats import curve_band, summarize
 
     trainer = SeedsTrainer(cfg, device)
     seeds = trainer.seeds
-    threshold = cfg.solved_threshold if cfg.solved_threshold is not None else reward_threshold(cfg.env)
+    threshold = cfg.threshold()
     name = f"{cfg.env.split(':')[-1]}-seeds{seeds[0]}-{seeds[-1]}"
     run_dir = Path(cfg.checkpoint_dir) / (tracker.run_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def run_seeds(
 
 def _report(trainer: Any, tracker: Any, threshold: float | None) -> None:
     """Evaluate every seed (torch-native env), print one line and log the spread."""
-    from ppo_torchrl.run.aggregate import iqm
+    from ppo_torchrl.run.stats import iqm
 
     means = trainer.evaluate().tolist()
     solved = sum(m >= threshold for m in means) if threshold is not None else 0

@@ -26,39 +26,16 @@ import torch
 from ppo_torchrl.core.advantage import make_advantage
 from ppo_torchrl.core.independent import IndependentUpdate, MaskedAdam
 from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.streams import Streams
 from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
-from ppo_torchrl.envs.seeded import DYNAMICS, SeededEnv
-from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.envs.seeded import SeededEnv
 from ppo_torchrl.models.actor_critic import make_actor_critic
 from ppo_torchrl.models.stacked import StackedMLP, load_row, stacked_actor, stacked_critic
 from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.run.preflight import check_seeds_config
 from ppo_torchrl.run.results import EvalPoint, stable_solve
 from ppo_torchrl.run.seeds_rollout import EpisodeReturns, greedy_returns, rollout
-
-UNSUPPORTED = {  # field: why the many-seeds path refuses it (one line each)
-    "normalize_observations": "observation statistics are not stacked per seed",
-    "normalize_rewards": "reward statistics are not stacked per seed",
-    "video": "record one seed afterwards: python -m ppo_torchrl.evaluate CKPT --seed-index K --video out.gif",
-    "episodes": "the budget is frames (every seed runs the same number)",
-}
-
-
-def check_seeds_config(cfg: PPOConfig) -> None:
-    """ConfigError (one line) where ``cfg`` asks for something many seeds in one program lack."""
-    if cfg.env not in DYNAMICS or cfg.env_kwargs or cfg.env_backend == "gymnasium":
-        raise ConfigError(
-            f"num_seeds: seeds as a batch need a torch-native env ({', '.join(DYNAMICS)}, no env_kwargs, "
-            f"env_backend auto or torch); got {cfg.env!r}. Other envs: one run per seed "
-            f"(python -m ppo_torchrl.sweep --seeds ...)"
-        )
-    for name, why in UNSUPPORTED.items():
-        if getattr(cfg, name):
-            raise ConfigError(
-                f"num_seeds: --{name.replace('_', '-')} is not available with --num-seeds ({why})"
-            )
-    if cfg.collector != "single":
-        raise ConfigError("num_seeds: the seeds' envs step in this process (--collector single)")
 
 
 @dataclass
@@ -77,7 +54,7 @@ class SeedsResult:
     write_errors: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        from ppo_torchrl.run.aggregate import summarize
+        from ppo_torchrl.run.stats import summarize
 
         return {
             "seeds": self.seeds,
@@ -125,15 +102,15 @@ class SeedsTrainer:
         self.critic_net = StackedMLP(critics, cfg.activation).to(device)
         self.actor_net.keep_output = True  # see IndependentUpdate._log_prob
         self.actor, self.critic = stacked_actor(self.actor_net), stacked_critic(self.critic_net)
-        loss = make_loss(cfg.loss_params(), self.actor, self.critic, independent=True)
+        loss = make_loss(cfg.params(LossParams), self.actor, self.critic, independent=True)
         if cfg.compile:  # shapes never change within a run: one graph per shape, no guards
             loss = torch.compile(loss, dynamic=False)
-        up = cfg.update_params()
+        up = cfg.params(UpdateParams)
         self.optimizer = MaskedAdam([self.actor_net.flat, self.critic_net.flat], up.lr)
         self.update = IndependentUpdate(
             loss_module=loss,
             optimizer=self.optimizer,
-            advantage_module=make_advantage(cfg.gae_params(), self.critic),
+            advantage_module=make_advantage(cfg.params(GAEParams), self.critic),
             epochs=up.epochs,
             minibatch_size=up.minibatch_size,
             max_grad_norm=up.max_grad_norm,

@@ -16,9 +16,6 @@ processes or on Ray (collection.py); the loop cannot tell which.
 
 from __future__ import annotations
 
-import math
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,22 +26,23 @@ from torchrl.envs import EnvBase
 
 from ppo_torchrl.core.advantage import make_advantage
 from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.update import NonFiniteError, make_update
-from ppo_torchrl.envs.factory import make_env, restore_env, reward_threshold, snapshot_env
+from ppo_torchrl.device import resolve_device
+from ppo_torchrl.envs.factory import make_env, restore_env, snapshot_env
 from ppo_torchrl.models.actor_critic import make_actor_critic
 from ppo_torchrl.models.encoders import ObservationNorm
-from ppo_torchrl.run.checkpoint import check_weights, save_checkpoint
+from ppo_torchrl.run.checkpoint import check_weights, restore_rng, rng_state, save_checkpoint
 from ppo_torchrl.run.collection import Collection
 from ppo_torchrl.run.config import PPOConfig
-from ppo_torchrl.run.device import resolve_device
 from ppo_torchrl.run.episodes import EpisodeReturns
-from ppo_torchrl.run.errors import CheckpointError, DiskWriteError, TrainingError
+from ppo_torchrl.run.errors import DiskWriteError, TrainingError, warn_disk
 from ppo_torchrl.run.evaluation import EvalResult, evaluate_policy
-from ppo_torchrl.run.outputs import log_policy_model, plot_run, record_run_video, run_videos
+from ppo_torchrl.run.outputs import finish_run, record_run_video, run_videos
 from ppo_torchrl.run.progress import QuietReporter, Stopwatch
-from ppo_torchrl.run.results import EvalPoint, Progress, TrainResult, stable_solve
+from ppo_torchrl.run.results import EvalPoint, Progress, TrainResult, train_result
 from ppo_torchrl.run.reward_norm import RewardNormalizer
-from ppo_torchrl.run.tracking import NullTracker, Tracker
+from ppo_torchrl.tracking.tracker import NullTracker, Tracker
 
 
 class Trainer:
@@ -61,34 +59,19 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if cfg.torch_threads:  # process-wide; HalfCheetah beside another process: 5.9k vs 1.1k frames/s
             torch.set_num_threads(cfg.torch_threads)
-        self.threshold = (
-            cfg.solved_threshold if cfg.solved_threshold is not None else reward_threshold(cfg.env)
-        )
+        self.threshold = cfg.threshold()
         # The single collector steps this env; other backends build theirs in their workers,
         # and one env here gives the networks their shapes.
         single = cfg.collector == "single"
-        self.env: EnvBase | None = make_env(
-            cfg.env,
-            cfg.num_envs if single else 1,
-            seed=cfg.seed,
-            backend=cfg.env_backend,
-            device=self.device,
-            env_kwargs=cfg.env_kwargs,
-        )
+        n = cfg.num_envs if single else 1
+        self.env: EnvBase | None = make_env(cfg.env, n, device=self.device, **cfg.env_options())
         torch.manual_seed(cfg.seed)  # the networks' initial weights
-        self.actor, self.critic = make_actor_critic(
-            self.env,
-            hidden_sizes=cfg.hidden_sizes,
-            activation=cfg.activation,
-            device=self.device,
-            normalize_observations=cfg.normalize_observations,
-            continuous_actions=cfg.continuous_actions,
-        )
+        self.actor, self.critic = make_actor_critic(self.env, device=self.device, **cfg.network_options())
         self.obs_norm = next((m for m in self.actor.modules() if isinstance(m, ObservationNorm)), None)
         self.reward_norm = RewardNormalizer(cfg.num_envs, cfg.gamma) if cfg.normalize_rewards else None
-        self.loss_module = make_loss(cfg.loss_params(), self.actor, self.critic)
-        advantage = make_advantage(cfg.gae_params(), self.critic)
-        self.ppo_update = make_update(cfg.update_params(), self.loss_module, advantage, seed=cfg.seed)
+        self.loss_module = make_loss(cfg.params(LossParams), self.actor, self.critic)
+        advantage = make_advantage(cfg.params(GAEParams), self.critic)
+        self.ppo_update = make_update(cfg.params(UpdateParams), self.loss_module, advantage, seed=cfg.seed)
         self.optimizer = self.ppo_update.optimizer
         if not single:
             self.env.close()
@@ -115,7 +98,6 @@ class Trainer:
     def state_dict(self, kind: str = "latest") -> dict[str, Any]:
         """Everything needed to continue this run exactly where it stands (between batches);
         ``kind`` "best" marks the snapshot of its best evaluation (not to be resumed)."""
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return {
             "kind": kind,
             "config": self.cfg.to_dict(),
@@ -123,11 +105,7 @@ class Trainer:
             "critic": self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "progress": self.progress.to_state(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "update": self.ppo_update.generator.get_state(),
-                "cuda": cuda,
-            },
+            "rng": rng_state(self.ppo_update.generator, self.device),
             "env": snapshot_env(self.env) if self.env is not None else None,
             "episode_carry": self.episode_returns.carry,
             "reward_norm": self.reward_norm.state_dict() if self.reward_norm else None,
@@ -137,11 +115,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any], path: str | Path = "") -> None:
         """Continue from a checkpoint `load_checkpoint` has read and checked. Weights that do not
         fit this run's networks raise CheckpointError before anything else is touched."""
-        check_weights(state, self.actor, self.critic, path)
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError, RuntimeError) as err:
-            raise CheckpointError(f"{path}: optimizer state does not fit ({err})") from None
+        check_weights(state, self.actor, self.critic, path, self.optimizer)
         self.progress = Progress(**state["progress"])
         # Restore the envs through TorchRL's own reset path; where a backend cannot
         # restore its envs, the episodes in flight restart and their partial returns go.
@@ -151,10 +125,7 @@ class Trainer:
         self.episode_returns.carry = carry.to(self.device) if restored and carry is not None else None
         if self.reward_norm is not None:
             self.reward_norm.load_state_dict(state["reward_norm"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.ppo_update.generator.set_state(state["rng"]["update"])
-        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        restore_rng(state["rng"], self.ppo_update.generator, self.device)
 
     def checkpoint(self, name: str) -> Path | None:
         """Write ``name`` in the run folder; None (and one line) if the disk refuses it: the
@@ -163,17 +134,13 @@ class Trainer:
         try:
             path = save_checkpoint(self.run_dir / name, self.state_dict())
         except DiskWriteError as err:
-            self._disk_warning(err, "training goes on and the next checkpoint retries")
+            warn_disk(err, "training goes on and the next checkpoint retries", self.last_checkpoint)
             return None
         # Metrics reach the store only once the checkpoint that covers them is on disk, so
         # a run killed and resumed logs every step exactly once (checkpoints carry the rest).
         self.tracker.flush()
         self.last_checkpoint = path
         return path
-
-    def _disk_warning(self, err: OSError, consequence: str) -> None:
-        kept = self.last_checkpoint or "none yet"
-        print(f"warning: {err}; {consequence}; last intact checkpoint: {kept}", file=sys.stderr, flush=True)
 
     # --- the loop ----------------------------------------------------------------------------
     def evaluate(self) -> EvalResult:
@@ -197,7 +164,7 @@ class Trainer:
                 try:
                     save_checkpoint(self.run_dir / "best.pt", self.state_dict(kind="best"))
                 except DiskWriteError as err:
-                    self._disk_warning(err, "best.pt keeps an earlier evaluation")
+                    warn_disk(err, "best.pt keeps an earlier evaluation", self.last_checkpoint)
             if cfg.video_every_eval:
                 self._video(f"eval-{p.frames:09d}")
             p.eval_seconds += time.perf_counter() - started
@@ -235,20 +202,10 @@ class Trainer:
         # last.pt always holds the latest state, so a resume after a kill in the lines below
         # finds the run complete instead of training (and logging) its end again.
         self.checkpoint("last.pt")
-        final = self._save_final()
-        if final is not None:
-            self.tracker.log_artifact(final, "checkpoints")
-        if (self.run_dir / "best.pt").exists():
-            self.tracker.log_artifact(self.run_dir / "best.pt", "checkpoints")
-        tracked = self.tracker.run_id is not None
-        if tracked or self.cfg.plot:  # drawn only where someone will look at it
-            try:
-                self.tracker.log_artifact(plot_run(self.cfg, p, self.threshold, self.run_dir))
-            except OSError as err:
-                self.write_errors.append(f"learning curve not written: {err}")
-        logged = None
-        if self.cfg.log_model and final is not None:
-            logged = log_policy_model(self.tracker, self.actor, self.cfg, final)
+        final, logged, errors = finish_run(
+            self.tracker, self.cfg, p, self.threshold, self.run_dir, self.actor, self.state_dict()
+        )
+        self.write_errors += errors
         result = self._result(metrics, final or self.last_checkpoint)
         result.write_errors = list(self.write_errors)
         if logged is not None:
@@ -266,11 +223,8 @@ class Trainer:
 
     def _learn(self, batch: Any) -> dict[str, float]:
         cfg, p = self.cfg, self.progress
-        p.frames += batch.numel()
         returns = self.episode_returns(batch)
-        p.episodes += len(returns)
-        p.episode_returns += returns
-        p.episode_frames += [p.frames] * len(returns)
+        p.add_batch(batch.numel(), returns)
         self.reporter.episodes(returns, p.solved_at is not None)
         if cfg.anneal_lr:
             for group in self.optimizer.param_groups:
@@ -308,26 +262,11 @@ class Trainer:
             p.next_checkpoint += cfg.checkpoint_every_frames
             self.checkpoint("last.pt")
 
-    def _save_final(self) -> Path | None:
-        """final.pt in the run folder, else in the temporary folder (said in one line)."""
-        state = self.state_dict()
-        try:
-            return save_checkpoint(self.run_dir / "final.pt", state)
-        except DiskWriteError as err:
-            elsewhere = Path(tempfile.gettempdir()) / f"ppo_torchrl-{self.run_dir.name}-final.pt"
-            try:
-                save_checkpoint(elsewhere, state)
-            except DiskWriteError as again:
-                self.write_errors.append(f"{err}; nor {again.path} ({again.reason})")
-                return None
-            self.write_errors.append(f"{err}; wrote it to {elsewhere} instead")
-            return elsewhere
-
     def _video(self, name: str) -> None:
         try:
             video = record_run_video(self.actor, self.cfg, self.run_dir, name)
         except OSError as err:
-            self._disk_warning(err, "no video")
+            warn_disk(err, "no video", self.last_checkpoint)
             return
         self.tracker.log_artifact(video.path, "videos")
         self.reporter.video(video)
@@ -335,35 +274,15 @@ class Trainer:
     def _result(
         self, metrics: dict[str, float], checkpoint: Path | None, interrupted: bool = False
     ) -> TrainResult:
-        p = self.progress
-        last = p.eval_points[-1] if p.eval_points else EvalPoint(p.frames, None, math.nan, math.nan, 0)
-        mean, std, n = last.mean, last.std, last.episodes
-        # Stability needs the whole budget: a run stopped at its first crossing shows none.
-        stopped_when_solved = self.cfg.stop_when_solved and p.solved_at is not None
-        stable = None if interrupted or stopped_when_solved else stable_solve(p.eval_points, self.threshold)
-        best = self.run_dir / "best.pt"
-        return TrainResult(
-            final_eval_mean=mean,
-            final_eval_std=std,
-            eval_episodes=n,
-            frames=p.frames,
-            episodes=p.episodes,
-            updates=p.updates,
-            train_seconds=p.train_seconds,
-            eval_seconds=p.eval_seconds,
-            solved=p.solved_at is not None,
-            solved_at_frames=p.solved_at,
-            run_id=self.tracker.run_id,
-            checkpoint=str(checkpoint) if checkpoint else None,
+        return train_result(
+            self.progress,
+            self.threshold,
+            stop_when_solved=self.cfg.stop_when_solved,
             interrupted=interrupted,
-            stopped_when_solved=stopped_when_solved,
             last_update=metrics,
-            evals=list(p.eval_points),
-            stable_solved_at_frames=stable.frames if stable else None,
-            stable_solved_at_seconds=stable.train_seconds if stable else None,
-            best_eval_mean=p.best_mean,
-            best_eval_frames=p.best_frames,
-            best_checkpoint=str(best) if p.best_mean is not None and best.exists() else None,
+            run_id=self.tracker.run_id,
+            checkpoint=checkpoint,
+            best_checkpoint=self.run_dir / "best.pt",
             videos=run_videos(self.run_dir),
         )
 

@@ -7,7 +7,8 @@ passed through), in its own process on this machine (``--backend local``) or as 
 (``--backend ray``: a local Ray instance, or the cluster at RAY_ADDRESS). Each is a nested
 MLflow run under one parent run for the sweep; the parent gets the per-grid-point mean
 and interquartile mean of the final evaluation with 95% bootstrap intervals, the learning
-curves and the table of trials (run/sweep_record.py).
+curves and the table of trials (record.py, aggregate.py). The trials are planned in plan.py
+and run by backends.py; nothing here imports the trainer: a trial is a process of its own.
 
 Exit status: 0 when every trial finished; 1 when any failed (the others still ran, and
 each failure is recorded with its one-line error); 2 for bad input (one line, nothing
@@ -25,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.cli import OneLineArgumentParser
+from ppo_torchrl.cli.flags import OneLineArgumentParser
 from ppo_torchrl.fields import ConfigError
-from ppo_torchrl.run.tracking import TrackingError
+from ppo_torchrl.tracking.send import TrackingError
 
 NOT_PASSED_THROUGH = ("--seed", "--resume", "--summary-json", "--dry-run", "--explain")
 
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     stop: dict[str, int] = {}
     try:
         trials, cfg, folder, threads, groups = _prepare(args, passthrough)
-        from ppo_torchrl.run.sweep import LocalPool, RayPool
-        from ppo_torchrl.run.sweep_record import SweepRecord
+        from ppo_torchrl.sweep.backends import LocalPool, RayPool
+        from ppo_torchrl.sweep.record import SweepRecord
 
         pool = RayPool(threads) if args.backend == "ray" else LocalPool(args.workers)
     except (ConfigError, TrackingError) as err:
@@ -116,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         pool.close()
     failed = [t for t in trials if t.outcome and t.outcome["status"] != "FINISHED"]
     status = "KILLED" if stop else ("FAILED" if failed else "FINISHED")
-    summary = record.finish(
-        trials, status, cfg.solved_threshold if cfg.solved_threshold is not None else _threshold(cfg)
-    )
+    summary = record.finish(trials, status, cfg.threshold())
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
     _report(summary, folder)
@@ -129,11 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, int, dict[int, Any] | None]:
     """Every trial planned and its config checked before anything starts."""
-    from ppo_torchrl.envs.factory import backend_for
-    from ppo_torchrl.run.collection import check_collector
-    from ppo_torchrl.run.sweep import parse_grid, parse_seeds, plan
-    from ppo_torchrl.train import build_parser as train_parser
-    from ppo_torchrl.train import check_outputs, resolve
+    from ppo_torchrl.cli.train_args import build_parser as train_parser
+    from ppo_torchrl.cli.train_args import new_run_config
+    from ppo_torchrl.run.preflight import check_run
+    from ppo_torchrl.sweep.plan import parse_grid, parse_seeds, plan
 
     if args.workers < 1:
         raise ConfigError(f"workers: must be >= 1 (got {args.workers})")
@@ -158,10 +156,8 @@ def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, i
     configs = []
     for trial in trials:
         parsed = parser.parse_args(trial.argv)  # a bad train flag: one line, exit 2
-        cfg, _, _, _ = resolve(parsed)
-        check_outputs(cfg)
-        backend_for(cfg.env, cfg.env_backend, cfg.env_kwargs)
-        check_collector(cfg)
+        cfg, _ = new_run_config(parsed)
+        check_run(cfg)
         if not hasattr(parsed, "checkpoint_dir"):
             trial.argv += ["--checkpoint-dir", str(folder / "checkpoints")]
         if cfg.torch_threads == 0:  # trials side by side must not each take every core
@@ -169,12 +165,12 @@ def _prepare(args: Any, passthrough: list[str]) -> tuple[list[Any], Any, Path, i
         configs.append(cfg)
     groups = None
     if args.backend == "vectorized":
-        from ppo_torchrl.run.seeds_trainer import check_seeds_config
-        from ppo_torchrl.run.sweep import vectorized_groups
+        from ppo_torchrl.run.preflight import check_seeds_config
+        from ppo_torchrl.sweep.plan import vectorized_groups
 
         groups = {}
         for carrier, members in vectorized_groups(trials):
-            cfg, _, _, _ = resolve(parser.parse_args(carrier.argv))
+            cfg, _ = new_run_config(parser.parse_args(carrier.argv))
             check_seeds_config(cfg)
             groups[carrier.index] = (carrier, members)
     return trials, configs[0], folder, threads, groups
@@ -190,7 +186,7 @@ def _run(
     groups: dict[int, Any] | None = None,
 ) -> None:
     """Run the trials (or, vectorised, one program per grid point) ``workers`` at a time."""
-    from ppo_torchrl.run.sweep import split_outcome
+    from ppo_torchrl.sweep.plan import split_outcome
 
     queue = [carrier for carrier, _ in groups.values()] if groups else list(trials)
     total = len(trials)
@@ -221,7 +217,7 @@ def _run(
             if groups:
                 members = groups[trial.index][1]
                 cfg = record.cfg
-                threshold = cfg.solved_threshold if cfg.solved_threshold is not None else _threshold(cfg)
+                threshold = cfg.threshold()
                 per_seed = split_outcome(outcome, members, threshold)
             else:
                 per_seed = [(trial, outcome)]
@@ -231,12 +227,6 @@ def _run(
                 line = f"final {o['final_eval_mean']:.1f}" if o["status"] == "FINISHED" else o["error"]
                 done = sum(1 for t in trials if t.outcome)
                 print(f"[{done}/{total}] {member.name}: {o['status']}, {line}", flush=True)
-
-
-def _threshold(cfg: Any) -> float | None:
-    from ppo_torchrl.envs.factory import reward_threshold
-
-    return reward_threshold(cfg.env)
 
 
 def _report(summary: dict[str, Any], folder: Path) -> None:
@@ -256,7 +246,3 @@ def _report(summary: dict[str, Any], folder: Path) -> None:
         print(f"{what}: {folder / name}")
     if summary["parent_run_id"]:
         print(f"MLflow parent run {summary['parent_run_id']} in {summary['tracking_uri']}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

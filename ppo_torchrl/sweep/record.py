@@ -11,16 +11,24 @@ store: FAILED, with its one-line error as the ``error`` tag, never left RUNNING.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.run.aggregate import plot_curves, summarize, write_tables
 from ppo_torchrl.run.config import PPOConfig
-from ppo_torchrl.run.sweep import Trial
-from ppo_torchrl.run.tracking import MlflowTracker
-
-FINAL_METRIC = "final_eval_mean"
+from ppo_torchrl.run.plots import plot_curves
+from ppo_torchrl.sweep.aggregate import (
+    FINAL_METRIC,
+    aggregates,
+    by_point,
+    curves,
+    is_number,
+    parent_metrics,
+    write_tables,
+)
+from ppo_torchrl.sweep.plan import Trial
+from ppo_torchrl.tracking.child import child_run
+from ppo_torchrl.tracking.mlflow_run import MlflowTracker
+from ppo_torchrl.tracking.params import TrackingParams
 
 
 class SweepRecord:
@@ -29,23 +37,23 @@ class SweepRecord:
         parent run and every trial's run are made now, while the store is known to answer
         (trials SCHEDULED until they start); everything after goes through the parent's
         journal in ``folder`` and its background writer, so a server that goes away
-        mid-sweep stalls nothing (tracking_writer.py)."""
+        mid-sweep stalls nothing (tracking/writer.py)."""
         self.cfg, self.folder = cfg, folder
         self.parent: MlflowTracker | None = None
         if not cfg.track:
             return
         env_name = cfg.env.rpartition(":")[2]
         self.parent = MlflowTracker(
-            cfg,
+            cfg.params(TrackingParams),
+            params,
             run_name=f"sweep-{env_name}-{folder.name}",
-            params=params,
             tags_to_set={"ppo_torchrl.sweep": str(folder)},
             hold_metrics=False,
         )
         for trial in trials:
             tags = {"ppo_torchrl.trial": trial.name, "ppo_torchrl.seed": str(trial.seed)}
             tags.update({f"ppo_torchrl.grid.{k}": v for k, v in trial.point.items()})
-            trial.run_id = self.parent.child_run(trial.name, {}, tags)  # its params: from the trial
+            trial.run_id = child_run(self.parent, trial.name, {}, tags)  # its params: from the trial
         self.parent.open(folder)
 
     @property
@@ -93,7 +101,7 @@ class SweepRecord:
         if code == 0:
             final = trial.outcome[FINAL_METRIC]
             step = trial.outcome["frames"] or 0
-            if _number(final):
+            if is_number(final):
                 self.parent.log_metrics({"eval_return": final}, step=step, run_id=trial.run_id)
             params = {"seed": trial.seed, "num_seeds_together": "true", **trial.point}
             self.parent.append(
@@ -112,26 +120,11 @@ class SweepRecord:
         """Aggregates per grid point, the table, the curves and summary.json; all logged to
         the parent run, which ends with ``status``."""
         done = [t.outcome for t in trials if t.outcome]
-        points: dict[str, list[dict[str, Any]]] = {}
-        for t in trials:
-            points.setdefault(t.label, [])
-        for o in done:
-            points[o["point"]].append(o)
-        aggregates = {}
-        for label, rows in points.items():
-            scores = [r[FINAL_METRIC] for r in rows if r["status"] == "FINISHED" and _number(r[FINAL_METRIC])]
-            aggregates[label] = {
-                **summarize(scores),
-                "trials": len(rows),
-                "failed": sum(r["status"] == "FAILED" for r in rows),
-                "killed": sum(r["status"] == "KILLED" for r in rows),
-            }
+        points = by_point(list(dict.fromkeys(t.label for t in trials)), done)
+        per_point = aggregates(points)
         csv_path, md_path = write_tables(done, self.folder)
-        curves = {
-            label: [r["evals"] for r in rows if r["status"] == "FINISHED"] for label, rows in points.items()
-        }
         png = plot_curves(
-            curves,
+            curves(points),
             threshold,
             self.folder / "learning_curves.png",
             f"PPO on {self.cfg.env}: {len(done)} trials, mean and 95% bootstrap CI",
@@ -141,27 +134,13 @@ class SweepRecord:
             "tracking_uri": self.uri,
             "status": status,
             "metric": FINAL_METRIC,
-            "aggregates": aggregates,
+            "aggregates": per_point,
             "trials": done,
         }
         summary_path = self.folder / "summary.json"
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         if self.parent is not None:
-            metrics: dict[str, float] = {}
-            for label, agg in aggregates.items():
-                if agg["runs"]:
-                    prefix = "" if len(aggregates) == 1 else _metric_key(label) + "/"
-                    metrics.update(
-                        {
-                            f"{prefix}final_mean": agg["mean"],
-                            f"{prefix}final_mean_ci_low": agg["mean_ci95"][0],
-                            f"{prefix}final_mean_ci_high": agg["mean_ci95"][1],
-                            f"{prefix}final_iqm": agg["iqm"],
-                            f"{prefix}final_iqm_ci_low": agg["iqm_ci95"][0],
-                            f"{prefix}final_iqm_ci_high": agg["iqm_ci95"][1],
-                        }
-                    )
-            self.parent.log_metrics(metrics, step=0)
+            self.parent.log_metrics(parent_metrics(per_point), step=0)
             for t in trials:  # never started (the sweep was stopped): not left SCHEDULED
                 if not t.outcome and t.run_id is not None:
                     skipped = {"ppo_torchrl.skipped": "the sweep stopped before this trial"}
@@ -171,12 +150,3 @@ class SweepRecord:
                 self.parent.log_artifact(path)
             self.parent.end(status)
         return summary
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _metric_key(label: str) -> str:
-    """MLflow metric names allow letters, digits, ``_ - . / :`` and spaces: ``lr=0.001`` -> ``lr_0.001``."""
-    return "".join(c if c.isalnum() or c in "_-. :" else "_" for c in label)

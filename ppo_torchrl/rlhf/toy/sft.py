@@ -12,10 +12,10 @@ import random
 import torch
 from torch import nn
 
-from ppo_torchrl.rlhf.fit import fit
-from ppo_torchrl.rlhf.lm import attention_mask
-from ppo_torchrl.rlhf.task import Example, demonstration
-from ppo_torchrl.rlhf.text import completion_ids, lengths, pad, prompt_ids
+from ppo_torchrl.rlhf.toy.fit import fit
+from ppo_torchrl.rlhf.toy.lm import attention_mask
+from ppo_torchrl.rlhf.toy.task import Example, demonstration
+from ppo_torchrl.rlhf.toy.text import completion_ids, lengths, pad, prompt_ids
 
 IGNORE = -100  # Hugging Face's label for "no loss here"
 
@@ -58,15 +58,4 @@ def train_sft(
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
         return sft_loss(lm, inputs[idx], sizes[idx], labels[idx])
 
-    loss, steps = fit(
-        lm,
-        len(inputs),
-        loss_of,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        log=log,
-        name="sft_loss",
-    )
-    return {"sft_final_loss": loss, "sft_steps": steps}
+    return fit(lm, len(inputs), loss_of, "sft", epochs, batch_size, lr, seed, log)

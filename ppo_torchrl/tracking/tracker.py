@@ -1,9 +1,10 @@
-"""Experiment tracking: MLflow at the edge of the trainer, or nothing at all.
+"""Experiment tracking: MLflow at the edge of a run, or nothing at all.
 
-The trainer talks to a small `Tracker` interface: `NullTracker` (``--no-track``) or
-`MlflowTracker` (tracking_mlflow.py), which sends every record through the run folder's
-journal and a background writer (tracking_writer.py). The store is MLflow's own choice:
-``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlflow.db`` in the working directory.
+A run talks to a small `Tracker` interface: `NullTracker` (``--no-track``) or `MlflowTracker`
+(mlflow_run.py), which sends every record through the run folder's journal (journal.py) and a
+background writer (writer.py). The store is MLflow's own choice: ``MLFLOW_TRACKING_URI`` if
+set, else ``sqlite:///mlflow.db`` in the working directory. This package knows no trainer,
+checkpoint or config: its callers hand it `TrackingParams` and what to log.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from ppo_torchrl.fields import Config
-from ppo_torchrl.run.tracking_mlflow import RUN_STATUSES, MlflowTracker
-from ppo_torchrl.run.tracking_send import TrackingError, retry_store_call
+from ppo_torchrl.tracking.mlflow_run import RUN_STATUSES, MlflowTracker
+from ppo_torchrl.tracking.params import TrackingParams
+from ppo_torchrl.tracking.send import TrackingError, retry_store_call
 
 __all__ = [
     "RUN_STATUSES",
@@ -22,6 +23,7 @@ __all__ = [
     "NullTracker",
     "Tracker",
     "TrackingError",
+    "TrackingParams",
     "make_tracker",
     "retry_store_call",
 ]
@@ -85,14 +87,15 @@ class NullTracker:
 
 
 def make_tracker(
-    cfg: Config,
+    params: TrackingParams,
+    config: dict[str, Any],
     run_name: str | None = None,
     resume: dict[str, Any] | None = None,
     tags: dict[str, str] | None = None,
 ) -> Tracker:
-    """The run's tracker. ``MLFLOW_RUN_ID`` (MLflow's own convention, set by a sweep for each
-    trial) names an existing run to log into instead of a new one."""
-    if not cfg.track:
+    """The run's tracker; ``config`` becomes the run's params. ``MLFLOW_RUN_ID`` (MLflow's own
+    convention, set by a sweep for each trial) names an existing run to log into instead."""
+    if not params.track:
         return NullTracker()
     attach = None if resume and resume.get("run_id") else os.environ.get("MLFLOW_RUN_ID") or None
-    return MlflowTracker(cfg, run_name, resume, attach_run_id=attach, tags_to_set=tags)
+    return MlflowTracker(params, config, run_name, resume, attach_run_id=attach, tags_to_set=tags)

@@ -15,15 +15,15 @@ def fit(
     model: nn.Module,
     n_rows: int,
     loss_of: Callable[[torch.Tensor], torch.Tensor],
-    *,
+    name: str,
     epochs: int,
     batch_size: int,
     lr: float,
     seed: int,
     log: Callable[[dict[str, float], int], None],
-    name: str,
-) -> tuple[float, int]:
-    """Train ``model`` on ``loss_of(row indices)``; returns (last loss, steps taken)."""
+) -> dict[str, float]:
+    """Train ``model`` on ``loss_of(row indices)``, logging ``<name>_loss``; returns the stage's
+    ``<name>_final_loss`` and ``<name>_steps``."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -39,8 +39,8 @@ def fit(
             optimizer.step()
             step += 1
             if step % LOG_EVERY == 0:
-                log({name: float(loss.detach())}, step)
+                log({f"{name}_loss": float(loss.detach())}, step)
     if step % LOG_EVERY:  # the last step, when the periodic log missed it
-        log({name: float(loss.detach())}, step)
+        log({f"{name}_loss": float(loss.detach())}, step)
     model.eval()
-    return float(loss.detach()), step
+    return {f"{name}_final_loss": float(loss.detach()), f"{name}_steps": step}

@@ -7,17 +7,14 @@ would bring arch, statsmodels, pandas and seaborn for it, and fails on import wi
 experiments/check_rliable.py compares the two on the same scores: equal point estimates,
 intervals equal up to bootstrap noise (results/rliable_check.txt).
 
-Learning curves: every seed's greedy evaluations against frames, their mean and a bootstrap
+Learning curves: the mean of every seed's greedy evaluations against frames with a bootstrap
 band; a run that stopped early (``stop_when_solved``) holds its last evaluation, as the
-policy it ended with would.
+policy it ended with would. The many-seeds run (seeds_run.py) and sweeps (sweep/) report both.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,77 +88,3 @@ def _value_at(curve: list[tuple[int, float]], frames: int) -> float | None:
             break
         held = v
     return held
-
-
-def plot_curves(
-    groups: dict[str, list[list[tuple[int, float]]]], threshold: float | None, path: Path, title: str
-) -> Path:
-    """Every seed (thin), and per group its mean with the 95% band, against frames."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for k, (label, curves) in enumerate(groups.items()):
-        color = f"C{k % 10}"
-        for c in curves:
-            if c:
-                ax.plot(*zip(*sorted(c), strict=True), color=color, alpha=0.35, linewidth=0.8)
-        band = curve_band(curves)
-        if band["frames"]:
-            ax.plot(
-                band["frames"],
-                band["mean"],
-                color=color,
-                linewidth=2,
-                label=f"{label} (mean of {sum(1 for c in curves if c)})",
-            )
-            ax.fill_between(band["frames"], band["low"], band["high"], color=color, alpha=0.2)
-    if threshold is not None:
-        ax.axhline(threshold, color="gray", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
-    ax.set_xlabel("frames")
-    ax.set_ylabel("greedy evaluation return")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-TABLE_COLUMNS = (
-    "trial",
-    "seed",
-    "point",
-    "status",
-    "final_eval_mean",
-    "best_eval_mean",
-    "stable_solved_at_frames",
-    "frames",
-    "train_seconds",
-    "run_id",
-    "error",
-)
-
-
-def write_tables(trials: list[dict[str, Any]], folder: Path) -> tuple[Path, Path]:
-    """Every trial as ``trials.csv`` and ``trials.md``."""
-    rows = [{c: _cell(t.get(c)) for c in TABLE_COLUMNS} for t in trials]
-    csv_path, md_path = folder / "trials.csv", folder / "trials.md"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    lines += ["| " + " | ".join(r[c].replace("|", "\\|") for c in TABLE_COLUMNS) + " |" for r in rows]
-    md_path.write_text("\n".join(lines) + "\n")
-    return csv_path, md_path
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)

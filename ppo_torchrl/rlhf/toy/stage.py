@@ -16,37 +16,17 @@ import time
 from collections.abc import Callable
 
 import torch
-from tensordict import TensorDictBase
 from torch import nn
 
 from ppo_torchrl.core.advantage import make_advantage
 from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.update import make_update
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.lm import frozen_copy, sequence_scores, token_critic, token_policy
-from ppo_torchrl.rlhf.rollout import Rollout, group_advantages, kl_estimate, sample_completions, shape_rewards
-from ppo_torchrl.rlhf.task import Example
-
-REF_LOG_PROB = "ref_log_prob"
-
-
-class RefKLPenalty(nn.Module):
-    """GRPO's loss: the clipped surrogate plus beta * mean k3-KL(pi || pi_ref) over tokens,
-    reported as ``loss_kl_ref`` so that `PPOUpdate` adds it to the total like any loss term."""
-
-    def __init__(self, clip_loss: nn.Module, actor: nn.Module, beta: float) -> None:
-        super().__init__()
-        self.clip_loss, self.actor, self.beta = clip_loss, actor, beta
-        self.tensor_keys = clip_loss.tensor_keys
-        self.in_keys = [*clip_loss.in_keys, REF_LOG_PROB]
-
-    def forward(self, steps: TensorDictBase) -> TensorDictBase:
-        out = self.clip_loss(steps)
-        log_prob = self.actor.get_dist(steps).log_prob(steps["action"])
-        kl = kl_estimate(log_prob, steps[REF_LOG_PROB], "k3")
-        out["loss_kl_ref"] = self.beta * kl.mean()
-        out["kl_ref"] = kl.detach().mean()
-        return out
+from ppo_torchrl.rlhf.tokens import REF_LOG_PROB, RefKLPenalty, group_advantages, shape_rewards
+from ppo_torchrl.rlhf.toy.lm import frozen_copy, sequence_scores, token_critic, token_policy
+from ppo_torchrl.rlhf.toy.rollout import Rollout, sample_completions
+from ppo_torchrl.rlhf.toy.task import Example
 
 
 class RLStage:
@@ -66,17 +46,17 @@ class RLStage:
             # the same values; the parameters stay trainable.
             critic_model = copy.deepcopy(reward_model).eval().requires_grad_(True)
             critic = token_critic(critic_model)
-        loss: nn.Module = make_loss(cfg.loss_params(), self.actor, critic)
+        loss: nn.Module = make_loss(cfg.params(LossParams), self.actor, critic)
         if cfg.algo == "grpo":
             loss = RefKLPenalty(loss, self.actor, cfg.beta)
         advantage = None
         if critic is not None:
-            advantage = make_advantage(cfg.gae_params(), critic)
+            advantage = make_advantage(cfg.params(GAEParams), critic)
             # GAE evaluates V(s) and V(s') in one torch.vmap call by default; the token critic
             # de-duplicates sequences (a data-dependent shape vmap cannot batch), so take
             # GAE's documented two-call path instead.
             advantage.deactivate_vmap = True
-        self.update = make_update(cfg.update_params(), loss, advantage, seed=cfg.seed)
+        self.update = make_update(cfg.params(UpdateParams), loss, advantage, seed=cfg.seed)
 
     def rollout(self, examples: list[Example]) -> tuple[Rollout, dict[str, float]]:
         cfg = self.cfg

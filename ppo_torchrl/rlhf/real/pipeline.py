@@ -22,13 +22,13 @@ from typing import Any
 
 import torch
 
-from ppo_torchrl.rlhf.arithmetic import Problem, split_problems
+from ppo_torchrl.device import resolve_device
+from ppo_torchrl.rlhf.common import finish_summary, open_run, plot_score_and_kl, tracked
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.hub import LoRASettings, check_extra, load_lm, locate, with_adapter
-from ppo_torchrl.rlhf.pipeline import tracked
-from ppo_torchrl.rlhf.rule_stage import Completions, RuleRLStage
-from ppo_torchrl.run.device import resolve_device
-from ppo_torchrl.run.tracking import MlflowTracker, NullTracker, Tracker
+from ppo_torchrl.rlhf.real.arithmetic import Problem, split_problems
+from ppo_torchrl.rlhf.real.hub import LoRASettings, check_extra, load_lm, locate, with_adapter
+from ppo_torchrl.rlhf.real.stage import Completions, RuleRLStage
+from ppo_torchrl.tracking.tracker import Tracker
 
 PROGRESS_EVERY = 5
 
@@ -76,16 +76,7 @@ def run_rule_pipeline(
     started = time.perf_counter()
     tokenizer, lm, critic_lm, load_seconds = load_policy_model(cfg, device, say, loaded)
     held_out, pool = split_problems(random.Random(cfg.seed), cfg.ops, cfg.max_operand, cfg.eval_prompts)
-    tracker: Tracker = (
-        MlflowTracker(cfg, run_name=f"rlhf-{cfg.algo}-{cfg.model or 'local'}", hold_metrics=False)
-        if cfg.track
-        else NullTracker()
-    )
-    out_dir = Path(cfg.output_dir) / (
-        tracker.run_id or time.strftime(f"{cfg.algo}-seed{cfg.seed}-%Y%m%d-%H%M%S")
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tracker.open(out_dir)
+    tracker, out_dir = open_run(cfg, f"rlhf-{cfg.algo}-{cfg.model or 'local'}")
     summary: dict[str, Any] = {
         "algo": cfg.algo,
         "model": cfg.model or str(cfg.model_path),
@@ -124,10 +115,7 @@ def run_rule_pipeline(
             summary["peak_cuda_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         _save(cfg, stage, tokenizer, out_dir, history, summary, held_out, base, after, tracker)
         summary["total_seconds"] = time.perf_counter() - started
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))}, len(history))
-        tracker.log_artifact(out_dir / "summary.json")
-        summary["run_id"], summary["output_dir"] = tracker.run_id, str(out_dir)
+        finish_summary(tracker, out_dir, summary, len(history))
     return summary
 
 
@@ -213,31 +201,17 @@ def _save(
 
 
 def _plot(out_dir: Path, history: list[dict], summary: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = [h["elapsed_seconds"] / 60 for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(t, [h["exact"] for h in history], label="exact-answer rate, sampled (%)", alpha=0.6)
-    ax.axhline(
-        summary["base_exact"], ls=":", c="gray", label=f"base, held-out greedy {summary['base_exact']:.1f}%"
+    plot_score_and_kl(
+        out_dir / "curves.png",
+        [h["elapsed_seconds"] / 60 for h in history],
+        "minutes of RL",
+        ("exact-answer rate, sampled (%)", [h["exact"] for h in history]),
+        [
+            (summary["base_exact"], f"base, held-out greedy {summary['base_exact']:.1f}%", ":"),
+            (summary["final_exact"], f"trained, held-out greedy {summary['final_exact']:.1f}%", "--"),
+        ],
+        ("KL to the reference (nats per response)", [h["kl_to_ref"] for h in history]),
     )
-    ax.axhline(
-        summary["final_exact"],
-        ls="--",
-        c="k",
-        label=f"trained, held-out greedy {summary['final_exact']:.1f}%",
-    )
-    ax.set(xlabel="minutes of RL", ylabel="%")
-    kl_ax = ax.twinx()
-    kl_ax.plot(t, [h["kl_to_ref"] for h in history], c="tab:red", label="KL(pi || pi_ref)")
-    kl_ax.set_ylabel("KL to the reference (nats per response)")
-    fig.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "curves.png", dpi=100)
-    plt.close(fig)
 
 
 def _mean(history: list[dict], key: str) -> float:

@@ -26,8 +26,8 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.modules import ProbabilisticActor
 
-# The observation of a token step, as TensorDict keys.
-STEP_KEYS = ["sequence", "position", "seq_id"]
+from ppo_torchrl.rlhf.tokens import STEP_KEYS, distinct_sequences
+
 SPECIALS = {"pad": "<pad>", "eos": "<eos>", "bos": "<bos>"}
 
 
@@ -98,20 +98,6 @@ def attention_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return (torch.arange(width, device=lengths.device) < lengths[:, None]).long()
 
 
-def _distinct_sequences(
-    sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The distinct sequences among a flat batch of steps, each step's row in them, and how
-    far into each row any of its steps reads (its furthest ``position``)."""
-    ids, inverse = torch.unique(seq_id, return_inverse=True)
-    steps = torch.arange(len(seq_id), device=seq_id.device)
-    first = torch.full((len(ids),), len(seq_id), dtype=torch.long, device=seq_id.device)
-    first = first.scatter_reduce(0, inverse, steps, reduce="amin")
-    reach = torch.zeros(len(ids), dtype=torch.long, device=seq_id.device)
-    reach = reach.scatter_reduce(0, inverse, position, reduce="amax")
-    return sequence[first], inverse, reach
-
-
 class _PerStep(nn.Module):
     """Runs ``per_sequence`` once per distinct sequence of a batch of steps (any batch shape)
     and reads its output at ``position - 1``: what the model says after ``sequence[:position]``.
@@ -123,7 +109,7 @@ class _PerStep(nn.Module):
 
     def forward(self, sequence: torch.Tensor, position: torch.Tensor, seq_id: torch.Tensor) -> torch.Tensor:
         flat_position = position.reshape(-1)
-        rows, inverse, reach = _distinct_sequences(
+        rows, inverse, reach = distinct_sequences(
             sequence.reshape(-1, sequence.shape[-1]), flat_position, seq_id.reshape(-1)
         )
         out = self.per_sequence(rows, attention_mask(reach, rows.shape[-1]))

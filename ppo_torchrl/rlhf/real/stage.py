@@ -3,7 +3,7 @@ GRPO (group advantages), through the core's `make_advantage`, `make_loss` and
 `make_update`, exactly as for CartPole and the toy pipeline.
 
 One update: sample completions with the KV cache (Hugging Face ``generate``), lay them
-out as the [B, T] token-step TensorDict of `rollout.token_steps`, score them by the rule,
+out as the [B, T] token-step TensorDict of `tokens.token_steps`, score them by the rule,
 put KL(pi || pi_ref) in the reward (per token) or in the loss (k3), and run the core's
 update. Each phase's seconds and tokens/s are reported with the learning metrics.
 """
@@ -20,13 +20,13 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from ppo_torchrl.core.advantage import make_advantage
 from ppo_torchrl.core.loss import make_loss
+from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.update import make_update
-from ppo_torchrl.rlhf import heads
-from ppo_torchrl.rlhf.arithmetic import Problem, score
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.hub import Reference, chat_prompt_ids
-from ppo_torchrl.rlhf.ppo import REF_LOG_PROB, RefKLPenalty
-from ppo_torchrl.rlhf.rollout import group_advantages, shape_rewards, token_steps
+from ppo_torchrl.rlhf.real import heads
+from ppo_torchrl.rlhf.real.arithmetic import Problem, score
+from ppo_torchrl.rlhf.real.hub import Reference, chat_prompt_ids
+from ppo_torchrl.rlhf.tokens import REF_LOG_PROB, RefKLPenalty, group_advantages, shape_rewards, token_steps
 
 
 @dataclass
@@ -58,14 +58,14 @@ class RuleRLStage:
             self.value_head = heads.value_head(lm.config.hidden_size, like)
             critic = heads.critic(trunk, self.value_head)
             self.critic_trunk = trunk
-        loss: nn.Module = make_loss(cfg.loss_params(), self.actor, critic)
+        loss: nn.Module = make_loss(cfg.params(LossParams), self.actor, critic)
         if cfg.kl_in == "loss":
             loss = RefKLPenalty(loss, self.actor, cfg.beta)
         advantage = None
         if critic is not None:
-            advantage = make_advantage(cfg.gae_params(), critic)
+            advantage = make_advantage(cfg.params(GAEParams), critic)
             advantage.deactivate_vmap = True  # the trunk de-duplicates sequences (lm.py)
-        self.update = make_update(cfg.update_params(), loss, advantage, seed=cfg.seed)
+        self.update = make_update(cfg.params(UpdateParams), loss, advantage, seed=cfg.seed)
         for trunk in {self.trunk, getattr(self, "critic_trunk", self.trunk)}:
             self.update.optimizer.register_step_post_hook(trunk.clear)
         self._prompt_ids: dict[str, list[int]] = {}

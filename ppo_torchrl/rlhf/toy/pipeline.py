@@ -1,4 +1,4 @@
-"""The RLHF pipeline: SFT -> reward model -> PPO (or GRPO), tracked as nested MLflow runs.
+"""The toy RLHF pipeline: SFT -> reward model -> PPO (or GRPO), tracked as nested MLflow runs.
 
 Data come from code (`task.py`); held-out prompts are drawn first and kept out of every
 training set. Results: the true-rule score (0-100) of the SFT reference (S0) and of the
@@ -13,23 +13,24 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from ppo_torchrl.device import resolve_device
 from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.rlhf.common import finish_summary, open_run, plot_score_and_kl, tracked
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.lm import load_models, reward_model_from
-from ppo_torchrl.rlhf.ppo import RLStage
-from ppo_torchrl.rlhf.reward import pair_accuracy, train_reward_model
-from ppo_torchrl.rlhf.sft import train_sft
-from ppo_torchrl.rlhf.task import Example, best_constant_score, make_examples, preference_pairs
-from ppo_torchrl.run.device import resolve_device
-from ppo_torchrl.run.tracking import MlflowTracker, NullTracker, Tracker
-from ppo_torchrl.run.tracking_child import ChildTracker
+from ppo_torchrl.rlhf.toy.lm import load_models, reward_model_from
+from ppo_torchrl.rlhf.toy.reward import pair_accuracy, train_reward_model
+from ppo_torchrl.rlhf.toy.sft import train_sft
+from ppo_torchrl.rlhf.toy.stage import RLStage
+from ppo_torchrl.rlhf.toy.task import Example, best_constant_score, make_examples, preference_pairs
+from ppo_torchrl.tracking.child import ChildTracker, child_run
+from ppo_torchrl.tracking.mlflow_run import MlflowTracker
+from ppo_torchrl.tracking.tracker import NullTracker, Tracker
 
 Training = Callable[[int], list[Example]]  # n -> n fresh training prompts, none held out
 Log = Callable[[dict[str, float], int], None]
@@ -53,36 +54,20 @@ STAGE_PARAMS = {
         "epochs",
         "minibatch_size",
         "max_grad_norm",
+        "target_kl",
     ),
 }
 
 
-@contextmanager
-def tracked(tracker: Tracker) -> Iterator[Tracker]:
-    """Start ``tracker``'s run if it waits to be started (a stage), and end it with its true
-    status: FINISHED, KILLED (Ctrl-C) or FAILED."""
-    if isinstance(tracker, ChildTracker):
-        tracker.start()
-    try:
-        yield tracker
-    except KeyboardInterrupt:  # Ctrl-C: wait for tracking only briefly (train's SIGNAL_WAIT)
-        tracker.end("KILLED", wait=3.0)
-        raise
-    except BaseException:
-        tracker.end("FAILED")
-        raise
-    tracker.end("FINISHED")
-
-
 def stage_trackers(cfg: RLHFConfig, parent: Tracker) -> dict[str, Tracker]:
     """One nested run per stage, made now while the store is known to answer; each is then
-    started, logged and ended through the parent's journal (tracking_child.py)."""
+    started, logged and ended through the parent's journal (tracking/child.py)."""
     if not isinstance(parent, MlflowTracker):
         return {name: NullTracker() for name in STAGE_PARAMS}
     out: dict[str, Tracker] = {}
     for name, prefixes in STAGE_PARAMS.items():
         params = {k: v for k, v in cfg.to_dict().items() if k.startswith(prefixes)}
-        out[name] = ChildTracker(parent, parent.child_run(name, params))
+        out[name] = ChildTracker(parent, child_run(parent, name, params))
     return out
 
 
@@ -170,14 +155,7 @@ def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
     source = cfg.model_path or f"random-init GPT-2 ({cfg.n_layer} layers, {cfg.n_embd} dims)"
     n_params = sum(p.numel() for p in policy.parameters())
     say(f"models: {source}, {n_params:,} parameters; vocab {len(tokenizer)}; device {device}")
-    parent = (
-        MlflowTracker(cfg, run_name=f"rlhf-{cfg.algo}", hold_metrics=False) if cfg.track else NullTracker()
-    )
-    out_dir = Path(cfg.output_dir) / (
-        parent.run_id or time.strftime(f"{cfg.algo}-seed{cfg.seed}-%Y%m%d-%H%M%S")
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    parent.open(out_dir)  # from here on every record goes through its journal (tracking_writer.py)
+    parent, out_dir = open_run(cfg, f"rlhf-{cfg.algo}")
     stages = stage_trackers(cfg, parent)
     summary: dict[str, Any] = {
         "algo": cfg.algo,
@@ -192,10 +170,7 @@ def run_pipeline(cfg: RLHFConfig, say=print) -> dict[str, Any]:
             end_unstarted(stages)
         policy.save_pretrained(out_dir / "policy")
         tokenizer.save_pretrained(out_dir / "policy")
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        parent.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))}, 0)
-        parent.log_artifact(out_dir / "summary.json")
-        summary["run_id"], summary["output_dir"] = parent.run_id, str(out_dir)
+        finish_summary(parent, out_dir, summary, 0)
     return summary
 
 
@@ -276,23 +251,15 @@ def _write_artifacts(
     summary: dict[str, Any],
     cfg: RLHFConfig,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    updates = [h["update"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(updates, [h["true_score"] for h in history], label="true-rule score (0-100)")
-    ax.axhline(summary["S0"], ls=":", c="gray", label=f"SFT reference S0 = {summary['S0']:.1f}")
-    ax.set(xlabel=f"{cfg.algo.upper()} update", ylabel="true-rule score")
-    kl_ax = ax.twinx()
-    kl_ax.plot(updates, [h["kl_to_ref"] for h in history], c="tab:red", label="KL(pi || pi_ref)")
-    kl_ax.set_ylabel("KL to the SFT reference (nats per completion)")
-    fig.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "curves.png", dpi=100)
-    plt.close(fig)
-    text = ["Before RL (SFT reference):", *before, "", f"After {cfg.algo.upper()}:", *after]
+    name = cfg.algo.upper()
+    plot_score_and_kl(
+        out_dir / "curves.png",
+        [h["update"] for h in history],
+        f"{name} update",
+        ("true-rule score (0-100)", [h["true_score"] for h in history]),
+        [(summary["S0"], f"SFT reference S0 = {summary['S0']:.1f}", ":")],
+        ("KL to the SFT reference (nats per completion)", [h["kl_to_ref"] for h in history]),
+    )
+    text = ["Before RL (SFT reference):", *before, "", f"After {name}:", *after]
     (out_dir / "samples.txt").write_text("\n".join(text) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

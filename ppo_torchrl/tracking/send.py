@@ -1,8 +1,8 @@
 """How tracking records reach MLflow: store calls with retries on a busy SQLite file, the
 journal's records as MLflow calls, and bounded HTTP requests.
 
-Shared by the live run's background writer (tracking.py) and ``python -m ppo_torchrl.track
-sync``, so a record is sent the same way now or later.
+Shared by the live run's background writer (mlflow_run.py) and ``python -m ppo_torchrl.track
+sync`` (sync.py), so a record is sent the same way now or later.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ppo_torchrl.fields import Config
-
 RETRIES = 12
+EXPERIMENT_KIND = "mlflow.experimentKind"
 T = TypeVar("T")
 
 try:
@@ -45,10 +44,22 @@ def retry_store_call(call: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def send_records(client: Any, run_id: str, batch: list[dict[str, Any]], models: dict[int, Any]) -> Any:
+# A model record's policy and example observations, made from its checkpoint file: the caller's
+# (the run's own code knows its checkpoints; this package does not).
+Rebuild = Callable[[str], tuple[Any, Any]]
+
+
+def send_records(
+    client: Any,
+    run_id: str,
+    batch: list[dict[str, Any]],
+    models: dict[int, Any],
+    rebuild: Rebuild | None = None,
+) -> Any:
     """Send journal records (one kind, one run per batch) to their run: the record's own
     ``run_id`` (a pipeline's stage, a sweep's trial) or else ``run_id``, the journal's. The
-    LoggedPolicy for a model."""
+    LoggedPolicy for a model: its (policy, observations) from ``models`` (journal number ->
+    pair, a live run's) or else ``rebuild(record's checkpoint)``."""
     from mlflow.entities import Metric, Param, RunTag
 
     op, target = batch[0]["op"], batch[0].get("run_id", run_id)
@@ -83,13 +94,15 @@ def send_records(client: Any, run_id: str, batch: list[dict[str, Any]], models: 
             retry_store_call(lambda: client.set_terminated(target, status=r["status"]))
     elif op == "model":
         [r] = batch
-        return _send_model(client, target, r, models.get(r["n"]))
+        return _send_model(client, target, r, models.get(r["n"]), rebuild)
     return None
 
 
-def _send_model(client: Any, run_id: str, record: dict[str, Any], prebuilt: Any) -> Any:
+def _send_model(
+    client: Any, run_id: str, record: dict[str, Any], prebuilt: Any, rebuild: Rebuild | None
+) -> Any:
     """Log the model unless this run already has one (a resend after a timeout that arrived)."""
-    from ppo_torchrl.run.mlflow_model import MODEL_NAME, LoggedPolicy, log_policy
+    from ppo_torchrl.tracking.model import MODEL_NAME, LoggedPolicy, log_policy
 
     experiment_id = client.get_run(run_id).info.experiment_id
     found = client.search_logged_models(
@@ -98,24 +111,42 @@ def _send_model(client: Any, run_id: str, record: dict[str, Any], prebuilt: Any)
     mine = [m for m in found if m.source_run_id == run_id]
     if mine:
         return LoggedPolicy(f"runs:/{run_id}/{MODEL_NAME}", mine[0].model_id)
-    if prebuilt is None:  # `track sync`: rebuild the greedy policy from the final checkpoint
-        from ppo_torchrl.run.checkpoint import load_policy
-        from ppo_torchrl.run.greedy_io import greedy_policy, sample_observations
-
-        cfg, actor = load_policy(record["checkpoint"], "cpu")
-        prebuilt = (
-            greedy_policy(actor, cfg.env, cfg.env_kwargs),
-            sample_observations(cfg.env, cfg.env_kwargs, 5, cfg.seed),
-        )
+    if prebuilt is None:  # `track sync`: the greedy policy made again from the final checkpoint
+        if rebuild is None or not record.get("checkpoint"):
+            raise RuntimeError("a model record without its policy, and nothing to make it from")
+        prebuilt = rebuild(record["checkpoint"])
     policy, observations = prebuilt
     return log_policy(client, run_id, policy, observations, record["register_as"], record["alias"])
 
 
-def set_http_limits(cfg: Config) -> None:
+def experiment_for(client: Any, name: str) -> str:
+    """The experiment's id, made if need be, marked as model training (MLflow 3 opened an
+    experiment without the mark in its GenAI view; 3.17's UI follows its own switch, see
+    docs/tracking.md)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND: "custom_model_development"})
+    if EXPERIMENT_KIND not in experiment.tags:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, "custom_model_development")
+    return experiment.experiment_id
+
+
+def log_start(client: Any, run_id: str, params: dict[str, Any], tags: dict[str, str]) -> None:
+    """A new run's params and tags in one batch, and its params as ``config.yaml``."""
+    from mlflow.entities import Param, RunTag
+
+    batch = [Param(k, str(v)) for k, v in params.items()]
+    labels = [RunTag(k, v) for k, v in tags.items()]
+    retry_store_call(lambda: client.log_batch(run_id, params=batch, tags=labels, synchronous=True))
+    if params:
+        retry_store_call(lambda: client.log_dict(run_id, params, "config.yaml"))
+
+
+def set_http_limits(timeout: int, retries: int) -> None:
     """Bound every MLflow HTTP request (its defaults: 120 s timeout, 7 retries with backoff,
-    minutes per failing call): the config's limits, for this process."""
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(getattr(cfg, "tracking_timeout", 10)))
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(getattr(cfg, "tracking_retries", 2)))
+    minutes per failing call), for this process."""
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(int(timeout))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(int(retries))
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
 
 

@@ -3,7 +3,7 @@ active-run state).
 
 The run is made (or reopened, or joined) at the start, while the store is known to answer;
 from `open` on, every record goes to the run folder's journal and one background writer sends
-it (tracking_writer.py). Metrics wait until the trainer has written a checkpoint covering them
+it (writer.py). Metrics wait until the trainer has written a checkpoint covering them
 (``flush``), so a run that is killed and resumed logs every step exactly once. Store calls
 that hit a busy SQLite file (several runs writing at once) are retried with backoff.
 """
@@ -16,20 +16,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.fields import Config
-from ppo_torchrl.run.metric_names import grouped_name
-from ppo_torchrl.run.tracking_send import (
+from ppo_torchrl.tracking.journal import Journal, read_sent, released
+from ppo_torchrl.tracking.names import grouped_name
+from ppo_torchrl.tracking.params import TrackingParams
+from ppo_torchrl.tracking.send import (
     TrackingError,
     check_reachable,
+    experiment_for,
+    log_start,
     retry_store_call,
     send_records,
     set_http_limits,
     sqlite_init_lock,
 )
-from ppo_torchrl.run.tracking_writer import BackgroundWriter, Journal, read_sent, released
+from ppo_torchrl.tracking.writer import BackgroundWriter
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
-EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 class MlflowTracker:
@@ -43,22 +45,23 @@ class MlflowTracker:
 
     def __init__(
         self,
-        cfg: Config,
+        params: TrackingParams,
+        config: dict[str, Any],
         run_name: str | None = None,
         resume: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
         attach_run_id: str | None = None,
         tags_to_set: dict[str, str] | None = None,
         hold_metrics: bool = True,
     ) -> None:
-        """``hold_metrics``: metrics wait for a checkpoint to cover them (``flush``) before
-        they are sent — the trainer's exactly-once rule; runs without checkpoints (RLHF, a
-        sweep's parent) send them as they come."""
+        """``config`` is logged as the run's params (and ``config.yaml``). ``hold_metrics``:
+        metrics wait for a checkpoint to cover them (``flush``) before they are sent, the
+        trainer's exactly-once rule; runs without checkpoints (RLHF, a sweep's parent) send
+        them as they come."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
         self.uri = mlflow.get_tracking_uri()
-        set_http_limits(cfg)
+        set_http_limits(params.tracking_timeout, params.tracking_retries)
         try:
             check_reachable(self.uri)
             offline = False
@@ -71,18 +74,18 @@ class MlflowTracker:
         self._buffer: list[Any] = []
         self._early: list[dict[str, Any]] = []  # records made before `open` gave a journal
         self._ended, self._hold = False, hold_metrics
-        self._experiment: str | None = None  # the run's experiment id, once known
+        self.experiment_id: str | None = None  # the run's experiment, once a child run asks
         self._system_metrics: Any = None
         self.journal: Journal | None = None  # from `open`: records go through the writer
         self.writer: BackgroundWriter | None = None
         self._models: dict[int, tuple[Any, Any]] = {}  # journal n -> (policy, observations)
         self.logged_model: Any = None
         self._resume_n = resume.get("journal_n") if resume else None
-        self._end_timeout = float(getattr(cfg, "tracking_end_timeout", 30.0))
+        self._end_timeout = params.tracking_end_timeout
         if resume and resume.get("run_id") and self._reopen(resume):
-            self._start_system_metrics(cfg, resumed=True)
+            self._start_system_metrics(params, resumed=True)
             return
-        values = cfg.to_dict() if params is None else params
+        values = config
         # Where the run came from, as MLflow's fluent API records it (script, git commit, user),
         # and the caller's tags to filter by.
         from mlflow.tracking.context.registry import resolve_tags
@@ -109,58 +112,21 @@ class MlflowTracker:
                     f"tracking: cannot log to run {attach_run_id} in {self.uri} ({reason})"
                 ) from None
         else:
-            experiment_id = retry_store_call(lambda: self._experiment_id(cfg.experiment))
+            experiment_id = retry_store_call(lambda: experiment_for(self.client, params.experiment))
             made = {"ppo_torchrl.resumed_from": resume["run_id"]} if resume and resume.get("run_id") else None
             run = retry_store_call(
                 lambda: self.client.create_run(experiment_id, run_name=run_name, tags=made)
             )
             self.run_id = run.info.run_id
-        self._log_start(self.run_id, values, tags)
-        self._start_system_metrics(cfg, resumed=False)
+        log_start(self.client, self.run_id, values, tags)
+        self._start_system_metrics(params, resumed=False)
 
-    def _log_start(self, run_id: str, params: dict[str, Any], tags: dict[str, str]) -> None:
-        from mlflow.entities import Param, RunTag
+    def _start_system_metrics(self, params: TrackingParams, resumed: bool) -> None:
+        if params.system_metrics:
+            from ppo_torchrl.tracking.system_metrics import SystemMetrics
 
-        batch = [Param(k, str(v)) for k, v in params.items()]
-        labels = [RunTag(k, v) for k, v in tags.items()]
-        retry_store_call(lambda: self.client.log_batch(run_id, params=batch, tags=labels, synchronous=True))
-        if params:
-            retry_store_call(lambda: self.client.log_dict(run_id, params, "config.yaml"))
-
-    def child_run(self, name: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
-        """A run nested under this one, made now (while the store is known to answer) and left
-        SCHEDULED: a pipeline's stage or a sweep's trial, started later through the journal
-        (``ChildTracker``) or by the process that logs into it."""
-        parent = self.run_id
-        if self._experiment is None:
-            self._experiment = retry_store_call(lambda: self.client.get_run(parent)).info.experiment_id
-        experiment_id = self._experiment
-        labels = {"mlflow.parentRunId": parent, **(tags or {})}  # nested in MLflow's UI
-        run = retry_store_call(lambda: self.client.create_run(experiment_id, run_name=name, tags=labels))
-        child = run.info.run_id
-        self._log_start(child, params, {})
-        retry_store_call(lambda: self.client.update_run(child, status="SCHEDULED"))
-        return child
-
-    def _start_system_metrics(self, cfg: Config, resumed: bool) -> None:
-        if getattr(cfg, "system_metrics", False):
-            from ppo_torchrl.run.system_metrics import SystemMetrics
-
-            interval = cfg.system_metrics_interval  # type: ignore[attr-defined]
+            interval = params.system_metrics_interval
             self._system_metrics = SystemMetrics(self.run_id, self.uri, interval, resume=resumed)
-
-    def _experiment_id(self, name: str) -> str:
-        """The experiment, made if need be, marked as model training (MLflow 3 opened an
-        experiment without the mark in its GenAI view; 3.17's UI follows its own switch,
-        see the README)."""
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is None:
-            return self.client.create_experiment(name, tags={EXPERIMENT_KIND: "custom_model_development"})
-        if EXPERIMENT_KIND not in experiment.tags:
-            self.client.set_experiment_tag(
-                experiment.experiment_id, EXPERIMENT_KIND, "custom_model_development"
-            )
-        return experiment.experiment_id
 
     def _reopen(self, resume: dict[str, Any]) -> bool:
         """Continue the checkpoint's run if this store has it; False if it does not."""
@@ -181,7 +147,7 @@ class MlflowTracker:
 
     def open(self, folder: Path) -> None:
         """From now on every record goes to ``folder``'s journal and the background writer
-        (tracking_writer.py); a resumed run cuts the journal back to its checkpoint."""
+        (writer.py); a resumed run cuts the journal back to its checkpoint."""
         with contextlib.suppress(OSError):  # the journal says so at its first record
             folder.mkdir(parents=True, exist_ok=True)
         journal = Journal(folder, self.run_id, self.uri)
@@ -268,10 +234,10 @@ class MlflowTracker:
         alias: str,
         checkpoint: Path | None = None,
     ) -> Any:
-        """Log the greedy policy as this run's MLflow model (mlflow_model.py); registered too
+        """Log the greedy policy as this run's MLflow model (model.py); registered too
         when ``register_as`` names a registered model. With a journal it waits for the writer
         at most the end-of-run deadline: None if the model is still waiting then."""
-        from ppo_torchrl.run.mlflow_model import log_policy
+        from ppo_torchrl.tracking.model import log_policy
 
         if self.journal is None:
             return log_policy(self.client, self.run_id, policy, observations, register_as, alias)
@@ -295,7 +261,7 @@ class MlflowTracker:
         except Exception as err:
             if batch[0]["op"] != "model":
                 raise
-            from ppo_torchrl.run.mlflow_model import warn_not_logged
+            from ppo_torchrl.tracking.model import warn_not_logged
 
             warn_not_logged(err)
             return
@@ -328,11 +294,4 @@ class MlflowTracker:
         drained = self.writer.drain(wait)
         self.writer.close()
         if not drained:
-            left, folder = len(self.writer.waiting()), self.journal.folder.resolve()
-            print(
-                f"tracking: {left} record(s) of run {self.run_id} not sent "
-                f"({self.writer.error or 'the end-of-run deadline passed'}); they wait in "
-                f"{self.journal.path.resolve()}: python -m ppo_torchrl.track sync {folder}",
-                file=sys.stderr,
-                flush=True,
-            )
+            self.writer.say_what_is_left(self.run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ppo_torchrl.rlhf.task import Example, digits_of
+from ppo_torchrl.rlhf.toy.task import Example, digits_of
 
 
 def prompt_ids(tokenizer, example: Example) -> list[int]:

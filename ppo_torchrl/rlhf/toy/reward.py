@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ppo_torchrl.rlhf.fit import fit
-from ppo_torchrl.rlhf.lm import sequence_scores
-from ppo_torchrl.rlhf.task import Pair
-from ppo_torchrl.rlhf.text import completion_ids, lengths, pad, prompt_ids
+from ppo_torchrl.rlhf.toy.fit import fit
+from ppo_torchrl.rlhf.toy.lm import sequence_scores
+from ppo_torchrl.rlhf.toy.task import Pair
+from ppo_torchrl.rlhf.toy.text import completion_ids, lengths, pad, prompt_ids
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -50,18 +50,7 @@ def train_reward_model(
         scores = sequence_scores(model, both, torch.cat([chosen_len[idx], rejected_len[idx]]))
         return bradley_terry_loss(scores[: len(idx)], scores[len(idx) :])
 
-    loss, steps = fit(
-        model,
-        len(chosen),
-        loss_of,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        log=log,
-        name="rm_loss",
-    )
-    return {"rm_final_loss": loss, "rm_steps": steps}
+    return fit(model, len(chosen), loss_of, "rm", epochs, batch_size, lr, seed, log)
 
 
 @torch.no_grad()

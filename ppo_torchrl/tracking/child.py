@@ -1,7 +1,7 @@
 """A run nested under another (an RLHF stage), logged through its parent's journal and writer.
 
-The parent made the child run at the start (`MlflowTracker.child_run`, while the store was
-known to answer) and left it SCHEDULED; from then on nothing about the child needs the
+The parent makes the child run at the start (`child_run`, while the store is known to
+answer) and leaves it SCHEDULED; from then on nothing about the child needs the
 network: starting it, its metrics, artifacts and end status are journal records addressed to
 its run id, sent in order by the parent's one background writer. So a server that goes away
 mid-pipeline stalls no stage, and one ``track sync`` of the parent's folder completes them all.
@@ -12,7 +12,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.run.tracking import RUN_STATUSES, MlflowTracker
+from ppo_torchrl.tracking.mlflow_run import RUN_STATUSES, MlflowTracker
+from ppo_torchrl.tracking.send import log_start, retry_store_call
+
+
+def child_run(
+    parent: MlflowTracker, name: str, params: dict[str, Any], tags: dict[str, str] | None = None
+) -> str:
+    """A run nested under ``parent``'s, made now (while the store is known to answer) and left
+    SCHEDULED: a pipeline's stage or a sweep's trial, started later through the journal
+    (``ChildTracker``) or by the process that logs into it."""
+    client, parent_id = parent.client, parent.run_id
+    if parent.experiment_id is None:
+        parent.experiment_id = retry_store_call(lambda: client.get_run(parent_id)).info.experiment_id
+    experiment_id = parent.experiment_id
+    labels = {"mlflow.parentRunId": parent_id, **(tags or {})}  # nested in MLflow's UI
+    run = retry_store_call(lambda: client.create_run(experiment_id, run_name=name, tags=labels))
+    child = run.info.run_id
+    log_start(client, child, params, {})
+    retry_store_call(lambda: client.update_run(child, status="SCHEDULED"))
+    return child
 
 
 class ChildTracker:

@@ -1,7 +1,7 @@
 """A real LM's policy, critic and reference as TorchRL modules over token steps.
 
-Same step layout as `lm.py` (state ``sequence[:position]``, action ``sequence[position]``),
-but built for a 100M+ parameter model on a small machine:
+Same step layout as the toy models (rlhf/tokens.py: state ``sequence[:position]``, action
+``sequence[position]``), but built for a 100M+ parameter model on a small machine:
 
 - the vocabulary head runs only where a step reads it, not at every prompt token
   (49k logits per token are a fifth of SmolLM2's forward);
@@ -24,7 +24,7 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.modules import ProbabilisticActor
 
-from ppo_torchrl.rlhf.lm import STEP_KEYS, _distinct_sequences
+from ppo_torchrl.rlhf.tokens import STEP_KEYS, distinct_sequences
 
 
 class Trunk(nn.Module):
@@ -54,7 +54,7 @@ class Trunk(nn.Module):
             return entry[3], entry[4]
         flat_seq = sequence.reshape(-1, sequence.shape[-1])
         flat_id = seq_id.reshape(-1)
-        rows, inverse, _ = _distinct_sequences(flat_seq, torch.zeros_like(flat_id), flat_id)
+        rows, inverse, _ = distinct_sequences(flat_seq, torch.zeros_like(flat_id), flat_id)
         with self.context():
             hidden = self.body(input_ids=rows, attention_mask=torch.ones_like(rows))[0]
         self.passes += 1

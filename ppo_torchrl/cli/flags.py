@@ -2,8 +2,8 @@
 
 Flags are generated from the dataclass, so a new hyperparameter gets its flag, its help
 text and its default in ``--help`` without touching this file. Values arrive as strings
-and are converted and checked by PPOConfig itself, so a bad value from a flag and from a
-config file produce the same one-line error.
+and are converted and checked by the config class itself, so a bad value from a flag and
+from a config file produce the same one-line error.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ppo_torchrl.fields import Config, ConfigError, load_config_file
-from ppo_torchrl.run.config import PPOConfig
+from ppo_torchrl.fields import Config, ConfigError
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -42,7 +41,7 @@ def _metavar(kind: str) -> str:
     return "VALUE"
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config] = PPOConfig) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None:
     """Add ``--field-name`` for every field of ``cls``; unset flags stay out of the namespace."""
     group = parser.add_argument_group(f"hyperparameters ({cls.__name__} fields)")
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -78,14 +77,12 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def config_from_args(
-    args: argparse.Namespace, cls: type[Config] = PPOConfig, base: dict[str, Any] | None = None
-) -> Any:
-    """Defaults, then ``base`` (a preset), then the ``--config`` file, then flags given on
-    the command line."""
-    values: dict[str, Any] = dict(base or {})
-    if getattr(args, "config", None):
-        values.update(load_config_file(args.config, cls))
+def config_from_args(args: argparse.Namespace, cls: type[Config], *layers: dict[str, Any]) -> Any:
+    """Defaults, then each of ``layers`` in turn (a preset, the ``--config`` file's values, read
+    once by the caller), then the flags given on the command line."""
+    values: dict[str, Any] = {}
+    for layer in layers:
+        values.update(layer)
     values.update({name: getattr(args, name) for name in cls.field_names() if hasattr(args, name)})
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         value = values.get(f.name)
