@@ -1,20 +1,25 @@
-"""Many seeds in one program: seed k of a batched call is a single-seed call on seed k's data.
+"""Many seeds in one program: seed k of the batched step is a single-seed update on seed k's data.
 
-The batched path (core/independent.py, models/stacked.py) reuses the core's GAE and
-ClipPPOLoss over [seeds, ...] batches. What makes it many *independent* runs is that every
-per-seed quantity stays per seed. The claims, each against the single-seed core on seed k's
-slice (ordinary `make_actor_critic` networks holding seed k's weights):
+The many-seeds program (core/functional.py over models/stacked.py) runs PPO's update as pure
+tensor functions over [seeds, ...] and compiles each minibatch step into one graph. What makes
+it many *independent* runs is that every per-seed quantity stays per seed. The claims, each
+against the single-seed core (TorchRL's GAE and ClipPPOLoss through `make_advantage`,
+`make_loss`, `make_update`) on seed k's slice, with ordinary `make_actor_critic` networks
+holding seed k's weights (with the stacked networks' tanh) — for the eager step and for the
+compiled one:
 
     GAE             advantage and value_target of seed k          == make_advantage on slice k
-    loss            mean_k(loss_objective + loss_critic + ...)     == make_loss on slice k
+    loss            each loss_* term of seed k, its own means      == make_loss on slice k
                     (advantages standardised within seed k only)
     gradient        d(sum over seeds)/d(seed k's weights)          == d(single loss)/d(weights)
     step            clip seed k's gradient to max_grad_norm, Adam  == PPOUpdate._step on slice k
+                    (three steps: moments and bias correction)
     target_kl       a seed past 1.5 x target_kl takes no step; its weights and Adam moments
                     stay while the others move
+    non-finite      a seed whose gradient is NaN takes no step, and says so
     streams         SplitMix64 per seed; seed k's draws are the same alone or beside others
 
-and the checks have teeth: pooling advantage normalisation or gradient clipping across
+to 1e-6 absolute, and the checks have teeth: pooling advantage normalisation or gradient clipping across
 seeds makes them fail (tests named ``*_pooled_*``).
 """
 
@@ -28,15 +33,18 @@ import torch
 from tensordict import TensorDict
 
 from ppo_torchrl import GAEParams, LossParams, UpdateParams, make_advantage, make_loss, make_update
-from ppo_torchrl.core.independent import IndependentUpdate, MaskedAdam, clip_per_learner
+from ppo_torchrl.core import functional
+from ppo_torchrl.core.functional import Learners, Minibatch, clip_per_learner, gae, loss_terms, make_step
 from ppo_torchrl.core.streams import MASK64, Streams, _signed, mix64, mix64_reference
 from ppo_torchrl.envs.cartpole import TorchCartPole
 from ppo_torchrl.models.actor_critic import make_actor_critic
-from ppo_torchrl.models.stacked import StackedMLP, linear_layers, stacked_actor, stacked_critic
+from ppo_torchrl.models.stacked import linear_layers, stack, stacked_forward
+from ppo_torchrl.models.stacked import tanh as stacked_tanh
 from specs.check import agree
 
 SEEDS = [3, 7, 11]
 E, T, MB = 4, 8, 16
+LOSS = LossParams(clip_epsilon=0.2, entropy_coef=0.01, critic_coef=0.5)
 
 
 def singles() -> list[tuple[Any, Any]]:
@@ -44,14 +52,41 @@ def singles() -> list[tuple[Any, Any]]:
     out = []
     for s in SEEDS:
         torch.manual_seed(s)
-        out.append(make_actor_critic(env))
+        actor, critic = make_actor_critic(env)
+        for net in (actor, critic):  # the stacked networks' tanh (see test_the_stacked_tanh_is_tanh)
+            for parent in list(net.modules()):
+                for name, child in parent.named_children():
+                    if isinstance(child, torch.nn.Tanh):
+                        setattr(parent, name, StackedTanh())
+        out.append((actor, critic))
     return out
 
 
-def stacked(pairs: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-    actor = stacked_actor(StackedMLP([a.module[0].module for a, _ in pairs], "tanh"))
-    critic = stacked_critic(StackedMLP([c.module for _, c in pairs], "tanh"))
-    return actor, critic
+class StackedTanh(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stacked_tanh(x)
+
+
+def test_the_stacked_tanh_is_tanh() -> None:
+    """The stacked networks compute tanh as 2 sigmoid(2x) - 1 (4x faster on the CPU): equal to
+    torch.tanh to float32 rounding. It moves weights after three Adam steps by up to ~2e-6,
+    more than this file's 1e-6, so the single-seed networks below use it too: what is held
+    equal here is PPO's arithmetic, not two roundings of tanh."""
+    x = torch.linspace(-12, 12, 200_001)
+    assert float((stacked_tanh(x) - torch.tanh(x)).abs().max()) <= 2.5e-7
+
+
+class Nets:
+    """The seeds' networks stacked: flat weights and the pure forward functions over them."""
+
+    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
+        (actor, actor_shapes), (critic, critic_shapes) = (
+            stack([a.module[0].module for a, _ in pairs]),
+            stack([c.module for _, c in pairs]),
+        )
+        self.params = (actor, critic)
+        self.policy = lambda flat, obs: stacked_forward(flat, actor_shapes, "tanh", obs)
+        self.critic = lambda flat, obs: stacked_forward(flat, critic_shapes, "tanh", obs).squeeze(-1)
 
 
 def trajectories(seed: int = 0) -> TensorDict:
@@ -85,157 +120,189 @@ def minibatch(seed: int = 1) -> TensorDict:
     )  # fmt: skip
 
 
-def grad_rows(actor: Any, critic: Any) -> torch.Tensor:
-    """A single-seed network pair's gradient in the stacked layout's order (W^T, b per layer)."""
-    parts = [
-        t
-        for m in (actor, critic)
-        for lin in linear_layers(m)
-        for t in (lin.weight.grad.T.flatten(), lin.bias.grad)
-    ]
-    return torch.cat(parts)
+def as_minibatch(td: TensorDict) -> Minibatch:
+    return Minibatch(
+        td["observation"],
+        td["action"],
+        td["action_log_prob"],
+        td["advantage"].squeeze(-1),
+        td["value_target"].squeeze(-1),
+        td.get("state_value", td["value_target"]).squeeze(-1),
+    )
 
 
-LOSS = LossParams(clip_epsilon=0.2, entropy_coef=0.01, critic_coef=0.5)
+def flat_rows(actor: Any, critic: Any, grad: bool = False) -> torch.Tensor:
+    """A single-seed network pair's weights (or gradient) in the stacked layout (W^T, b per layer)."""
+    parts = []
+    for m in (actor, critic):
+        for lin in linear_layers(m):
+            w, b = (lin.weight.grad, lin.bias.grad) if grad else (lin.weight, lin.bias)
+            parts += [w.T.flatten(), b]
+    return torch.cat(parts).detach()
+
+
+_COMPILED: dict[tuple, Any] = {}
+
+
+def stepper(nets: Nets, update: UpdateParams, compiled: bool, loss: LossParams = LOSS) -> Any:
+    """The many-seeds step, eager or compiled (one graph: ``fullgraph=True`` fails on a break)."""
+    step = make_step(nets.policy, nets.critic, loss, update)
+    if not compiled:
+        return step
+    key = (update, loss)  # one compilation per configuration for the whole module
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(step, dynamic=False, fullgraph=True)
+    return _COMPILED[key]
+
+
+def run_steps(nets: Nets, update: UpdateParams, compiled: bool, batch: Minibatch, steps: int) -> Learners:
+    step = stepper(nets, update, compiled)
+    learners = Learners.start(nets.params)
+    active, lr = torch.ones(len(SEEDS)), torch.tensor(update.lr)
+    for _ in range(steps):
+        learners, active, _ = step(learners, batch, lr, active, torch.tensor(False))
+    return learners
+
+
+def single_steps(k: int, update: UpdateParams, steps: int) -> torch.Tensor:
+    a, c = singles()[k]
+    ppo = make_update(update, make_loss(LOSS, a, c), None)
+    for _ in range(steps):
+        ppo._step(minibatch()[k], may_stop=False)
+    return flat_rows(a, c)
 
 
 def test_gae_per_seed_equals_single_gae() -> None:
     pairs = singles()
-    _, critic = stacked(pairs)
+    nets = Nets(pairs)
     batch = trajectories()
-    make_advantage(GAEParams(gamma=0.97, lam=0.9), critic)(batch)
+    with torch.no_grad():
+        value = nets.critic(nets.params[1], batch["observation"])
+        next_value = nets.critic(nets.params[1], batch["next", "observation"])
+    nxt = batch["next"]
+    advantage, target = gae(
+        value, next_value, nxt["reward"][..., 0], nxt["terminated"][..., 0], nxt["done"][..., 0], 0.97, 0.9
+    )
     for k, (_, single_critic) in enumerate(pairs):
         one = trajectories()[k]
         make_advantage(GAEParams(gamma=0.97, lam=0.9), single_critic)(one)
-        agree(f"advantage of seed {k}", one["advantage"], batch["advantage"][k], atol=1e-5)
-        agree(f"value_target of seed {k}", one["value_target"], batch["value_target"][k], atol=1e-5)
+        agree(f"advantage of seed {k}", one["advantage"][..., 0], advantage[k], atol=1e-5)
+        agree(f"value_target of seed {k}", one["value_target"][..., 0], target[k], atol=1e-5)
 
 
-def per_seed_losses(loss_module: Any, mb: TensorDict) -> torch.Tensor:
-    out = loss_module(mb)
-    return sum(v.flatten(1).mean(1) for k, v in out.items() if k.startswith("loss_"))
-
-
-def test_loss_and_gradient_per_seed_equal_single() -> None:
+def test_loss_terms_and_gradient_per_seed_equal_single() -> None:
     pairs = singles()
-    actor, critic = stacked(pairs)
+    nets = Nets(pairs)
     mb = minibatch()
-    losses = per_seed_losses(make_loss(LOSS, actor, critic, independent=True), mb)
-    losses.sum().backward()
-    grads = torch.cat([actor.module[0].module.flat.grad, critic.module.flat.grad], 1)
+    grads, terms = torch.func.grad(
+        lambda params: loss_terms(params, as_minibatch(mb), nets.policy, nets.critic, LOSS), has_aux=True
+    )(nets.params)
+    batched = torch.cat(grads, 1)
     for k, (a, c) in enumerate(pairs):
         out = make_loss(LOSS, a, c)(mb[k])
-        single = sum(v for key, v in out.items() if key.startswith("loss_"))
-        single.backward()
-        agree(f"loss of seed {k}", single, losses[k], rtol=1e-5, atol=1e-6)
-        agree(f"gradient of seed {k}", grad_rows(a, c), grads[k], rtol=1e-4, atol=1e-6)
+        for key in ("loss_objective", "loss_critic", "loss_entropy"):
+            agree(f"{key} of seed {k}", out[key], terms[key][k], rtol=0, atol=1e-6)
+        agree(f"clip_fraction of seed {k}", out["clip_fraction"], terms["clip_fraction"][k])
+        agree(f"kl_approx of seed {k}", out["kl_approx"], terms["kl_approx"][k], atol=1e-6)
+        sum(v for key, v in out.items() if key.startswith("loss_")).backward()
+        agree(f"gradient of seed {k}", flat_rows(a, c, grad=True), batched[k], rtol=0, atol=1e-6)
 
 
 def test_pooled_advantage_normalisation_is_caught() -> None:
-    """Standardising advantages over all seeds at once (the loss's default for a [S, MB]
-    batch) changes each seed's loss: the check above would fail."""
+    """Standardising advantages over all seeds at once changes each seed's loss: the check
+    above would fail."""
     pairs = singles()
-    actor, critic = stacked(pairs)
-    loss = make_loss(LOSS, actor, critic, independent=True)
-    loss.normalize_advantage_exclude_dims = ()  # pooled
-    losses = per_seed_losses(loss, minibatch())
-    single = make_loss(LOSS, *pairs[0])(minibatch()[0])
-    single = sum(v for key, v in single.items() if key.startswith("loss_"))
+    nets = Nets(pairs)
+    mb = minibatch()
+    pooled = as_minibatch(mb)._replace(
+        advantage=(mb["advantage"] - mb["advantage"].mean()).squeeze(-1) / mb["advantage"].std()
+    )
+    no_norm = LossParams(clip_epsilon=0.2, entropy_coef=0.01, critic_coef=0.5, normalize_advantage=False)
+    _, terms = loss_terms(nets.params, pooled, nets.policy, nets.critic, no_norm)
+    single = make_loss(LOSS, *pairs[0])(mb[0])["loss_objective"]
     with pytest.raises(AssertionError):
-        agree("loss of seed 0 (pooled normalisation)", single, losses[0], rtol=1e-5, atol=1e-6)
+        agree("loss_objective of seed 0 (pooled normalisation)", single, terms["loss_objective"][0])
 
 
-def independent_update(
-    actor: Any, critic: Any, params: UpdateParams, loss: Any | None = None
-) -> IndependentUpdate:
-    flats = [actor.module[0].module.flat, critic.module.flat]
-    return IndependentUpdate(
-        loss_module=loss or make_loss(LOSS, actor, critic, independent=True),
-        optimizer=MaskedAdam(flats, params.lr),
-        advantage_module=None,
-        epochs=params.epochs,
-        minibatch_size=params.minibatch_size,
-        max_grad_norm=params.max_grad_norm,
-        streams=Streams(SEEDS),
-        target_kl=params.target_kl,
-    )
-
-
-def single_step(k: int, pairs: list, params: UpdateParams, steps: int) -> torch.Tensor:
-    a, c = pairs[k]
-    update = make_update(params, make_loss(LOSS, a, c), None)
-    for _ in range(steps):
-        update._step(minibatch()[k], may_stop=False)
-    return torch.cat(
-        [t.detach() for m in (a, c) for lin in linear_layers(m) for t in (lin.weight.T.flatten(), lin.bias)]
-    )
-
-
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("max_grad_norm", [0.05, 0.0])
-def test_update_steps_per_seed_equal_single_steps(max_grad_norm: float) -> None:
-    """Three steps (clipped gradients, Adam with bias correction) on the same minibatch."""
-    params = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=max_grad_norm, lr=0.01, target_kl=None)
-    pairs = singles()
-    actor, critic = stacked(pairs)
-    update = independent_update(actor, critic, params)
-    active = torch.ones(len(SEEDS))
-    for _ in range(3):
-        update._step(minibatch(), active, may_stop=False)
-    weights = torch.cat([actor.module[0].module.flat, critic.module.flat], 1).detach()
+def test_three_steps_per_seed_equal_single_steps(max_grad_norm: float, compiled: bool) -> None:
+    """Three steps on the same minibatch: clipped gradients, Adam with bias correction."""
+    # CartPole's lr. Adam divides by sqrt(v) + 1e-5, so a near-zero gradient's float32 rounding
+    # (~1e-9, summation order) moves a weight by ~lr / 1e-5 x 1e-9: 1e-6 already at lr 0.01.
+    update = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=max_grad_norm, lr=3e-3, target_kl=None)
+    learners = run_steps(Nets(singles()), update, compiled, as_minibatch(minibatch()), 3)
+    weights = torch.cat(learners.params, 1)
+    assert learners.steps.tolist() == [3.0, 3.0, 3.0]
     for k in range(len(SEEDS)):
-        agree(f"weights of seed {k}", single_step(k, singles(), params, 3), weights[k], rtol=1e-4, atol=1e-6)
+        agree(f"weights of seed {k}", single_steps(k, update, 3), weights[k], rtol=0, atol=1e-6)
 
 
 def test_pooled_gradient_clipping_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One norm over every seed's gradient (clip_grad_norm_ over the stacked tensors) clips
+    """One norm over every seed's gradient (as clip_grad_norm_ over the stacked tensors) clips
     the seeds with small gradients too: seed 0's weights no longer match its single run."""
-    import ppo_torchrl.core.independent as independent
 
-    def pooled(params: list, max_norm: float) -> torch.Tensor:
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        return norm.expand(params[0].shape[0])
+    def pooled(grads: tuple, max_norm: float) -> tuple:
+        norm = torch.stack([g.square().sum() for g in grads]).sum().sqrt()
+        scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        return tuple(g * scale for g in grads), norm.expand(grads[0].shape[0])
 
-    monkeypatch.setattr(independent, "clip_per_learner", pooled)
-    params = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=0.05, lr=0.01, target_kl=None)
-    actor, critic = stacked(singles())
-    independent_update(actor, critic, params)._step(minibatch(), torch.ones(len(SEEDS)), may_stop=False)
-    weights = torch.cat([actor.module[0].module.flat, critic.module.flat], 1).detach()
+    monkeypatch.setattr(functional, "clip_per_learner", pooled)
+    update = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=0.05, lr=0.01, target_kl=None)
+    learners = run_steps(Nets(singles()), update, False, as_minibatch(minibatch()), 1)
     with pytest.raises(AssertionError):
         agree(
             "weights of seed 0 (pooled clipping)",
-            single_step(0, singles(), params, 1),
-            weights[0],
-            rtol=1e-4,
+            single_steps(0, update, 1),
+            torch.cat(learners.params, 1)[0],
+            rtol=0,
             atol=1e-6,
         )
 
 
 def test_clip_per_learner_matches_clip_grad_norm() -> None:
-    flat = torch.nn.Parameter(torch.zeros(3, 5))
-    flat.grad = torch.tensor([[3.0, 4, 0, 0, 0], [0.1, 0, 0, 0, 0], [0, 0, 0, 0, 12]])
-    norms = clip_per_learner([flat], 1.0)
+    grad = torch.tensor([[3.0, 4, 0, 0, 0], [0.1, 0, 0, 0, 0], [0, 0, 0, 0, 12]])
+    (clipped,), norms = clip_per_learner((grad,), 1.0)
     agree("norms", [5.0, 0.1, 12.0], norms)
-    agree("clipped", [[0.6, 0.8, 0, 0, 0], [0.1, 0, 0, 0, 0], [0, 0, 0, 0, 1]], flat.grad, atol=1e-6)
+    agree("clipped", [[0.6, 0.8, 0, 0, 0], [0.1, 0, 0, 0, 0], [0, 0, 0, 0, 1]], clipped, atol=1e-6)
 
 
-def test_target_kl_stops_only_the_seed_that_moved() -> None:
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_target_kl_stops_only_the_seed_that_moved(compiled: bool) -> None:
     """Seed 1's old log-probs are far from its policy (k3 >> target): on a step that may stop,
     seed 1 takes none (weights and Adam moments unchanged) and seeds 0 and 2 do."""
-    params = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=0.5, lr=0.01, target_kl=0.01)
-    actor, critic = stacked(singles())
-    update = independent_update(actor, critic, params)
-    mb = minibatch()
+    update = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=0.5, lr=0.01, target_kl=0.01)
+    nets = Nets(singles())
+    batch = as_minibatch(minibatch())
     with torch.no_grad():
-        mb["action_log_prob"] = actor.get_dist(mb).log_prob(mb["action"])  # ratio 1: k3 = 0
-        mb["action_log_prob"][1] -= 1.0  # seed 1: ratio e, k3 = e - 2 = 0.72
-    before = actor.module[0].module.flat.detach().clone()
-    active = torch.ones(len(SEEDS))
-    update._step(mb, active, may_stop=True)
-    after = actor.module[0].module.flat.detach()
-    assert active.tolist() == [1.0, 0.0, 1.0]
-    assert torch.equal(before[1], after[1]) and update.optimizer.steps.tolist() == [1.0, 0.0, 1.0]
-    assert not torch.equal(before[0], after[0]) and not torch.equal(before[2], after[2])
-    assert float(update.optimizer.exp_avg[0][1].abs().sum()) == 0.0
+        log_p = torch.log_softmax(nets.policy(nets.params[0], batch.observation), -1)
+        old = log_p.gather(-1, batch.action.unsqueeze(-1)).squeeze(-1).clone()  # ratio 1: k3 = 0
+        old[1] -= 1.0  # seed 1: ratio e, k3 = e - 2 = 0.72
+    batch = batch._replace(old_log_prob=old)
+    start = Learners.start(nets.params)
+    step = stepper(nets, update, compiled)
+    after, active, metrics = step(start, batch, torch.tensor(0.01), torch.ones(3), torch.tensor(True))
+    assert active.tolist() == [1.0, 0.0, 1.0] and after.steps.tolist() == [1.0, 0.0, 1.0]
+    assert torch.equal(start.params[0][1], after.params[0][1])
+    assert not torch.equal(start.params[0][0], after.params[0][0])
+    assert float(after.exp_avg[0][1].abs().sum()) == 0.0
+    assert metrics["kl_k3"][1] > 0.5 and metrics["kl_k3"][0] < 1e-6
+
+
+def test_a_non_finite_gradient_never_reaches_the_weights() -> None:
+    update = UpdateParams(epochs=1, minibatch_size=MB, max_grad_norm=0.5, lr=0.01, target_kl=None)
+    nets = Nets(singles())
+    batch = as_minibatch(minibatch())
+    broken = batch.value_target.clone()
+    broken[2, 0] = float("nan")
+    start = Learners.start(nets.params)
+    step = stepper(nets, update, False)
+    after, _, metrics = step(
+        start, batch._replace(value_target=broken), torch.tensor(0.01), torch.ones(3), torch.tensor(False)
+    )
+    assert metrics["nonfinite"].tolist() == [0.0, 0.0, 1.0]
+    assert torch.equal(start.params[1][2], after.params[1][2]) and after.steps.tolist() == [1.0, 1.0, 0.0]
+    assert bool(torch.isfinite(after.params[1]).all())
 
 
 def test_splitmix64_matches_the_64_bit_reference() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._pytree import tree_leaves
 
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.seeds_trainer import SeedsTrainer
@@ -115,10 +116,48 @@ def test_export_takes_one_seed(run: tuple) -> None:
     assert "256/256 actions identical" in done.stdout and (folder / "p.pt2").is_file()
 
 
-def test_resuming_a_seeds_checkpoint_is_refused_in_one_line(run: tuple) -> None:
-    folder, summary, _ = run
-    done = cli("train", "--resume", summary["checkpoint"], cwd=folder)
-    assert done.returncode == 2 and "cannot be resumed yet" in done.stderr
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    """Train 2 seeds for 4 iterations; train them for 2, then ``--resume`` the checkpoint to 4:
+    every seed's weights, Adam moments and env states end bit-identical (the program's whole
+    state, stream positions included, travels in final.pt). A best.pt is refused in one line."""
+    common = ["--num-seeds", "2", "--no-track", "--no-anneal-lr", "--eval-every-frames", "0",
+              "--eval-episodes", "2"]  # fmt: skip
+    whole, half = tmp_path / "whole", tmp_path / "half"
+    for folder, frames in ((whole, "2048"), (half, "1024")):
+        folder.mkdir()
+        done = cli("train", *common, "--frames", frames, "--summary-json", "s.json", cwd=folder)
+        assert done.returncode == 0, done.stderr
+    checkpoint = json.loads((half / "s.json").read_text())["checkpoint"]
+    done = cli("train", "--resume", checkpoint, "--frames", "2048", cwd=half)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stdout and "at 1,024 frames per seed" in done.stdout
+    [a], [b] = (list((f / "checkpoints").glob("*/final.pt")) for f in (whole, half))
+    ends = [torch.load(path, weights_only=True) for path in (a, b)]
+    assert ends[0]["progress"]["frames"] == ends[1]["progress"]["frames"] == 2048
+    for key in ("learners", "env", "episodes", "drawn"):
+        mine, theirs = (tree_leaves(end["program"][key]) for end in ends)
+        assert len(mine) == len(theirs) > 0
+        assert all(
+            torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in zip(mine, theirs, strict=True)
+        ), key
+    best = cli("train", "--resume", str(Path(checkpoint).with_name("best.pt")), cwd=half)
+    assert best.returncode == 2 and len(best.stderr.strip().splitlines()) == 1
+    assert "final.pt" in best.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--compile", "--cudagraphs", "--device", "cpu"], "need a CUDA device"),
+        (["--cudagraphs"], "needs --compile"),
+    ],
+)
+def test_cuda_graphs_on_a_cpu_or_uncompiled_are_refused_in_one_line(
+    tmp_path: Path, flags: list, says: str
+) -> None:
+    done = cli("train", "--num-seeds", "2", "--no-track", *flags, cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert says in done.stderr and not (tmp_path / "checkpoints").exists()
 
 
 def test_an_env_without_a_torch_native_copy_is_refused_with_the_envs_that_can(tmp_path: Path) -> None:
@@ -138,7 +177,7 @@ def test_seed_k_trains_the_same_alone_or_beside_others() -> None:
         )
         for i in range(2):
             trainer.iterate(i)
-        weights.append(trainer.actor_net.flat.detach())
+        weights.append(trainer.actor_weights())
     together, alone = weights[0][2], weights[1][0]
     assert torch.allclose(together, alone, rtol=1e-4, atol=1e-5), float((together - alone).abs().max())
     assert not torch.allclose(weights[0][1], alone, atol=1e-3)  # and seeds do differ

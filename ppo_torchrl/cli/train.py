@@ -75,8 +75,15 @@ def resume_config(args: argparse.Namespace) -> tuple[PPOConfig, dict[str, Any], 
         raise ConfigError("resume: --config cannot be combined with --resume (a run keeps its config)")
     if args.preset != "auto":
         raise ConfigError("resume: --preset cannot be combined with --resume (a run keeps its config)")
+    from ppo_torchrl.run.seeds_checkpoint import check_seeds_state, is_seeds_checkpoint
+
     path = checkpoint_path(args.resume)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, allow_seeds=True)
+    if is_seeds_checkpoint(state) and state.get("kind") != "latest":
+        raise CheckpointError(
+            f"{path} holds every seed at its best evaluation, not where the run stands: resume the "
+            f"run from {path.with_name('final.pt')}; evaluate or export {path.name} with --seed-index K"
+        )
     if state["kind"] != "latest":
         raise CheckpointError(
             f"{path} holds the run at its best evaluation, not where it stands: resume the run from "
@@ -89,7 +96,9 @@ def resume_config(args: argparse.Namespace) -> tuple[PPOConfig, dict[str, Any], 
                 f"resume: --{name.replace('_', '-')} cannot change when resuming "
                 f"(allowed: {flag_names(SAFE_ON_RESUME)})"
             )
-    base = config_from_checkpoint(state, path)
+    base = (
+        check_seeds_state(state, path) if is_seeds_checkpoint(state) else config_from_checkpoint(state, path)
+    )
     return PPOConfig(**{**base.to_dict(), **given}), state, path
 
 
@@ -130,8 +139,11 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         tags = {"env": cfg.env, "algorithm": "PPO", "preset": preset or "none"}
         if cfg.num_seeds:
             last = cfg.seed + cfg.num_seeds - 1
-            tracker = _tracker(cfg, f"{cfg.env}-seeds{cfg.seed}-{last}", None, tags)
-            return _run_seeds(cfg, tracker, stop, args.summary_json)
+            resume = (state, path) if state is not None else None
+            tracker = _tracker(
+                cfg, f"{cfg.env}-seeds{cfg.seed}-{last}", state and state.get("tracking"), tags
+            )
+            return _run_seeds(cfg, tracker, stop, args.summary_json, resume)
         from ppo_torchrl.run.progress import ConsoleReporter
         from ppo_torchrl.run.trainer import Trainer
 
@@ -152,16 +164,26 @@ def _tracker(cfg: PPOConfig, name: str, resume: dict[str, Any] | None, tags: dic
     return make_tracker(cfg.params(TrackingParams), cfg.to_dict(), name, resume, tags)
 
 
-def _run_seeds(cfg: PPOConfig, tracker: Tracker, stop: StopSignal, summary_json: str | None) -> int:
+def _run_seeds(
+    cfg: PPOConfig,
+    tracker: Tracker,
+    stop: StopSignal,
+    summary_json: str | None,
+    resume: tuple[dict[str, Any], Path] | None,
+) -> int:
     """``--num-seeds N``: every seed in one program (run/seeds_run.py)."""
     from ppo_torchrl.device import resolve_device
     from ppo_torchrl.run.seeds_run import run_seeds
 
     try:
-        code = run_seeds(cfg, tracker, resolve_device(cfg.device), stop.requested, summary_json)
+        code = run_seeds(cfg, tracker, resolve_device(cfg.device), stop.requested, summary_json, resume)
     except KeyboardInterrupt:  # a second signal
         tracker.end("KILLED", flush=False, wait=1.0)
         raise
+    except CheckpointError as err:  # a --resume whose state does not fit
+        tracker.end("FAILED")
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
+        return 2
     except BaseException:
         tracker.end("FAILED")
         raise

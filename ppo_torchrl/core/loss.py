@@ -19,7 +19,6 @@ def make_loss(
     params: LossParams,
     actor: ProbabilisticActor,
     critic: TensorDictModule | None,
-    independent: bool = False,
 ) -> ClipPPOLoss:
     """ClipPPOLoss with the given epsilon, coefficients and advantage normalisation, its
     own buffers (epsilon, coefficients) on the actor's device.
@@ -27,11 +26,8 @@ def make_loss(
     ``critic=None`` gives a critic-free loss (e.g. GRPO, whose advantages come from
     elsewhere); the caller then writes ``advantage`` into the batch itself.
 
-    ``independent=True`` is for a batch whose first dimension holds independent learners
-    (core/independent.py: many seeds in one program): advantages are standardised within
-    each learner, never across them, and the ``loss_*`` terms come back per sample
-    (``[learners, samples]``) for the caller to average per learner. (The diagnostics,
-    ``clip_fraction``, ``kl_approx``, ``entropy``, stay pooled means.)
+    Many seeds in one program use core/functional.py's `loss_terms` instead: the same
+    formulas as pure tensor functions (specs/test_independent_seeds.py holds them equal).
     """
     loss = ClipPPOLoss(
         actor,
@@ -43,8 +39,6 @@ def make_loss(
         # TorchRL's "l2" is the squared error without the 1/2 factor of the PPO paper.
         loss_critic_type=params.critic_loss,
         normalize_advantage=params.normalize_advantage,
-        normalize_advantage_exclude_dims=(0,) if independent else (),
-        reduction="none" if independent else "mean",
         clip_value=params.clip_epsilon if params.clip_value else None,
         # The loss reads the actor's and critic's own parameters instead of functional
         # copies swapped in on every call: PPO needs no target networks, and the swap

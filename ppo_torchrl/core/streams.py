@@ -49,6 +49,20 @@ def mix64_reference(z: int) -> int:
     return z ^ (z >> 31)
 
 
+def bits_at(keys: torch.Tensor, drawn: torch.Tensor, n: int) -> torch.Tensor:
+    """Draws ``drawn + 1 .. drawn + n`` of every stream ([S, 1] ``keys``), int64 [S, n]. A pure
+    function of tensors: a compiled graph takes ``drawn`` as a 0-d tensor and never
+    recompiles for a new position."""
+    index = drawn + torch.arange(1, n + 1, dtype=torch.int64, device=keys.device)
+    return mix64(keys + index * GOLDEN)
+
+
+def to_uniform(bits: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Uniform on [0, 1): the top 53 (float64) or 24 (float32) bits of each draw."""
+    width = 53 if dtype == torch.float64 else 24
+    return _shr(bits, 64 - width).to(dtype) * (2.0**-width)
+
+
 class Streams:
     """One random stream per seed in ``seeds``; every draw returns [len(seeds), *shape].
 
@@ -68,14 +82,12 @@ class Streams:
         n = 1
         for size in shape:
             n *= size
-        index = torch.arange(self.drawn + 1, self.drawn + n + 1, dtype=torch.int64, device=self.device)
+        out = bits_at(self.keys, torch.tensor(self.drawn, device=self.device), n)
         self.drawn += n
-        return mix64(self.keys + index * GOLDEN).view(-1, *shape)
+        return out.view(-1, *shape)
 
     def uniform(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Uniform on [0, 1): the top 53 (float64) or 24 (float32) bits of each draw."""
-        bits = 53 if dtype == torch.float64 else 24
-        return _shr(self.bits(*shape), 64 - bits).to(dtype) * (2.0**-bits)
+        return to_uniform(self.bits(*shape), dtype)
 
     def permutations(self, n: int) -> torch.Tensor:
         """One random permutation of range(n) per stream, int64 [S, n]."""

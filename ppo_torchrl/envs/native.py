@@ -4,8 +4,9 @@ A subclass (cartpole.py, acrobot.py) names its physics and sizes as class attrib
 ``dynamics(state, action) -> (next_state, terminated)``, ``observe(state)``,
 ``reward(terminated)``, the float64 state's size, the number of actions, the observation
 bounds, the start-state bound and the time limit. This class turns them into a batched env
-with GymWrapper's keys, seeding, snapshots for exact resume, and the seeded envs of
-seeded.py read the same attributes, so each env's physics are written once.
+with GymWrapper's keys, seeding and snapshots for exact resume; the many-seeds program
+(run/seeds_program.py) steps the same functions over [seeds, envs], so each env's physics
+are written once.
 """
 
 from __future__ import annotations

@@ -80,9 +80,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file, or a run's folder standing for the ``last.pt`` inside it."""
+    """A checkpoint file, or a run's folder standing for the ``last.pt`` inside it (a
+    many-seeds run's folder: its ``final.pt``)."""
     path = Path(path)
-    return path / "last.pt" if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    return (
+        path / "final.pt"
+        if (path / "final.pt").is_file() and not (path / "last.pt").exists()
+        else path / "last.pt"
+    )
 
 
 def load_checkpoint(path: str | Path, allow_seeds: bool = False) -> dict[str, Any]:
@@ -105,8 +112,8 @@ def load_checkpoint(path: str | Path, allow_seeds: bool = False) -> dict[str, An
         if allow_seeds:
             return state
         raise CheckpointError(
-            f"{path} holds {len(state.get('seeds') or [])} seeds trained together (--num-seeds), which "
-            "cannot be resumed yet; evaluate or export one of them with --seed-index K"
+            f"{path} holds {len(state.get('seeds') or [])} seeds trained together (--num-seeds): "
+            "evaluate or export one of them with --seed-index K"
         )
     version = upgrade(state, version)
     if version != FORMAT_VERSION:

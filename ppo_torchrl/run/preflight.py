@@ -34,7 +34,11 @@ def check_run(cfg: PPOConfig) -> None:
 
     backend_for(cfg.env, cfg.env_backend, cfg.env_kwargs)  # the env id, its extra, its kwargs
     check_collector(cfg)
-    resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
+    if cfg.cudagraphs and device.type != "cuda":
+        raise ConfigError(
+            f"cudagraphs: CUDA graphs need a CUDA device; this run is on {device.type} (drop --cudagraphs)"
+        )
 
 
 def check_outputs(cfg: PPOConfig) -> None:
@@ -55,7 +59,7 @@ def check_outputs(cfg: PPOConfig) -> None:
 
 def check_seeds_config(cfg: PPOConfig) -> None:
     """Where ``cfg`` asks for something many seeds in one program (``--num-seeds``) lack."""
-    from ppo_torchrl.envs.seeded import DYNAMICS
+    from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS as DYNAMICS
 
     if cfg.env not in DYNAMICS or cfg.env_kwargs or cfg.env_backend == "gymnasium":
         raise ConfigError(

@@ -40,19 +40,25 @@ def run_seeds(
     device: torch.device,
     should_stop: Callable[[], bool],
     summary_json: str | None,
+    resume: tuple[dict[str, Any], Path] | None = None,
 ) -> int:
-    """Train, evaluate, checkpoint and report every seed; the process's exit status."""
+    """Train, evaluate, checkpoint and report every seed, from the checkpoint ``resume``
+    (its state and file) if given; the process's exit status."""
     from ppo_torchrl.run.checkpoint import save_checkpoint
     from ppo_torchrl.run.plots import plot_curves
-    from ppo_torchrl.run.seeds_checkpoint import seeds_state
+    from ppo_torchrl.run.seeds_checkpoint import restore, seeds_state
     from ppo_torchrl.run.seeds_trainer import SeedsTrainer
     from ppo_torchrl.run.stats import curve_band, summarize
 
     trainer = SeedsTrainer(cfg, device)
+    if resume is not None:
+        restore(trainer, *resume)
     seeds = trainer.seeds
     threshold = cfg.threshold()
     name = f"{cfg.env.split(':')[-1]}-seeds{seeds[0]}-{seeds[-1]}"
     run_dir = Path(cfg.checkpoint_dir) / (tracker.run_id or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if resume is not None:
+        run_dir = resume[1].parent
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker.open(run_dir)
     print(
@@ -62,9 +68,13 @@ def run_seeds(
     )
     if tracker.run_id:
         print(f"MLflow run {tracker.run_id} in {tracker.uri}")
+    start = trainer.frames // cfg.frames_per_batch
+    if resume is not None:
+        print(f"resumed from {resume[1]} at {trainer.frames:,} frames per seed")
+    trainer.first_iteration = start
     every = eval_every(cfg)
-    next_eval, interrupted = every, False
-    for iteration in range(trainer.iterations):
+    next_eval, interrupted = (trainer.frames // every + 1) * every if every else 0, False
+    for iteration in range(start, trainer.iterations):
         if should_stop():
             interrupted = True
             break
@@ -78,13 +88,14 @@ def run_seeds(
         if kind == "best" and (interrupted or not trainer.evals[0]):
             continue
         try:
-            save_checkpoint(run_dir / name, seeds_state(trainer, kind))
+            save_checkpoint(run_dir / name, seeds_state(trainer, kind, tracker.state()))
         except DiskWriteError as err:
             errors.append(str(err))
     if interrupted:
         tracker.end("KILLED", wait=3.0)
         print(
-            f"interrupted at {trainer.frames:,} frames per seed; every seed's state in {path}",
+            f"interrupted at {trainer.frames:,} frames per seed; every seed's state in {path}; "
+            f"resume with: python -m ppo_torchrl.train --resume {path}",
             file=sys.stderr,
         )
         return 130
@@ -148,7 +159,7 @@ def _report(trainer: Any, tracker: Any, threshold: float | None) -> None:
 
     means = trainer.evaluate().tolist()
     solved = sum(m >= threshold for m in means) if threshold is not None else 0
-    episode_mean, _ = trainer.returns.read()
+    episode_mean, _ = trainer.program.take_episodes()
     finite = [r for r in episode_mean.tolist() if not math.isnan(r)]
     fps = len(trainer.seeds) * trainer.frames / max(trainer.train_seconds, 1e-9)
     print(

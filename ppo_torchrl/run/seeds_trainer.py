@@ -2,17 +2,18 @@
 
 Seeds ``seed … seed+N-1`` train as one batch dimension of the same PPO recipe: every env,
 network, advantage and update carries [seeds, ...] and every per-seed quantity stays per
-seed (core/independent.py lists them). Per iteration, as in the algorithm box:
+seed (core/functional.py lists them). Per iteration, as in the algorithm box:
 
     for each iteration:
-        roll out num_envs x rollout_steps steps per seed      (seeds_rollout.rollout)
-        GAE and epochs of minibatch steps, per seed            (core IndependentUpdate)
+        roll out num_envs x rollout_steps steps per seed      (SeedsProgram._rollout)
+        GAE and epochs of minibatch steps, per seed            (_advantages, _update)
         now and then: greedy evaluation of every seed          (torch-native, all at once)
     final: each seed's greedy policy on gymnasium's own env, eval_episodes episodes
 
-Only the torch-native envs (envs/seeded.py) run this way: they step every seed's envs in a
-few tensor ops. The checkpoint holds every seed (run/seeds_checkpoint.py); `evaluate` and
-`export` take one with ``--seed-index k``.
+Only the torch-native envs run this way: they step every seed's envs in a few tensor ops.
+With ``--compile`` each part is one torch.compile'd graph (run/seeds_program.py). The
+checkpoint holds every seed (run/seeds_checkpoint.py) and resumes exactly; `evaluate` and
+`export` take one seed of it with ``--seed-index k``.
 """
 
 from __future__ import annotations
@@ -23,19 +24,13 @@ from typing import Any
 
 import torch
 
-from ppo_torchrl.core.advantage import make_advantage
-from ppo_torchrl.core.independent import IndependentUpdate, MaskedAdam
-from ppo_torchrl.core.loss import make_loss
-from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
-from ppo_torchrl.core.streams import Streams
 from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
-from ppo_torchrl.envs.seeded import SeededEnv
 from ppo_torchrl.models.actor_critic import make_actor_critic
-from ppo_torchrl.models.stacked import StackedMLP, load_row, stacked_actor, stacked_critic
+from ppo_torchrl.models.stacked import load_row, stack
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.preflight import check_seeds_config
 from ppo_torchrl.run.results import EvalPoint, stable_solve
-from ppo_torchrl.run.seeds_rollout import EpisodeReturns, greedy_returns, rollout
+from ppo_torchrl.run.seeds_program import SeedsProgram
 
 
 @dataclass
@@ -85,87 +80,75 @@ def seed_actor(cfg: PPOConfig, weights: torch.Tensor) -> torch.nn.Module:
 
 
 class SeedsTrainer:
-    """Every seed's actor, critic, optimizer, env and random streams, stacked."""
+    """Every seed's program state (run/seeds_program.py) and what a run reports of it."""
 
     def __init__(self, cfg: PPOConfig, device: torch.device) -> None:
         check_seeds_config(cfg)
         self.cfg, self.device = cfg, device
         self.seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
+        env_class = TORCH_NATIVE_ENVS[cfg.env]
         actors, critics = [], []
-        probe = TORCH_NATIVE_ENVS[cfg.env](1)
         for s in self.seeds:  # each seed's weights as the single-seed trainer draws them
             torch.manual_seed(s)
-            actor, critic = make_actor_critic(probe, hidden_sizes=cfg.hidden_sizes, activation=cfg.activation)
+            actor, critic = make_actor_critic(
+                env_class(1), hidden_sizes=cfg.hidden_sizes, activation=cfg.activation
+            )
             actors.append(actor.module[0].module)
             critics.append(critic.module)
-        self.actor_net = StackedMLP(actors, cfg.activation).to(device)
-        self.critic_net = StackedMLP(critics, cfg.activation).to(device)
-        self.actor_net.keep_output = True  # see IndependentUpdate._log_prob
-        self.actor, self.critic = stacked_actor(self.actor_net), stacked_critic(self.critic_net)
-        loss = make_loss(cfg.params(LossParams), self.actor, self.critic, independent=True)
-        if cfg.compile:  # shapes never change within a run: one graph per shape, no guards
-            loss = torch.compile(loss, dynamic=False)
-        up = cfg.params(UpdateParams)
-        self.optimizer = MaskedAdam([self.actor_net.flat, self.critic_net.flat], up.lr)
-        self.update = IndependentUpdate(
-            loss_module=loss,
-            optimizer=self.optimizer,
-            advantage_module=make_advantage(cfg.params(GAEParams), self.critic),
-            epochs=up.epochs,
-            minibatch_size=up.minibatch_size,
-            max_grad_norm=up.max_grad_norm,
-            streams=Streams(self.seeds, salt=3, device=device),
-            target_kl=up.target_kl,
+        (actor_weights, actor_shapes), (critic_weights, critic_shapes) = stack(actors), stack(critics)
+        self.program = SeedsProgram(
+            cfg, self.seeds, env_class, (actor_weights, critic_weights), (actor_shapes, critic_shapes), device
         )
-        env_streams = Streams(self.seeds, salt=1, device=device)
-        self.env = SeededEnv(cfg.env, env_streams, len(self.seeds), cfg.num_envs, device)
-        self.action_streams = Streams(self.seeds, salt=2, device=device)
-        self.returns = EpisodeReturns(self.env.shape, device)
+        if cfg.compile:
+            self.program.compile(cudagraphs=cfg.cudagraphs)
         self.frames = 0
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
         self.evals: list[list[EvalPoint]] = [[] for _ in self.seeds]
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.first_iteration_seconds = 0.0
+        self.first_iteration = 0  # a resumed run's first iteration is its own warm-up
         self.best_means = torch.full((len(self.seeds),), -torch.inf)
         self.best_frames = torch.zeros(len(self.seeds), dtype=torch.int64)
-        self.best_actor = self.actor_net.flat.detach().cpu().clone()
+        self.best_actor = self.actor_weights()
 
     @property
     def iterations(self) -> int:
         return self.cfg.frames // self.cfg.frames_per_batch
 
+    def actor_weights(self) -> torch.Tensor:
+        """Every seed's flat actor weights [seeds, P], on the CPU."""
+        return self.program.learners.params[0].detach().cpu().clone()
+
     def iterate(self, iteration: int) -> None:
-        """One collect-and-update of every seed."""
+        """One collect-and-update of every seed (``iteration`` counts from the run's start)."""
         cfg = self.cfg
         started = time.perf_counter()
-        if cfg.anneal_lr:
-            self.optimizer.lr = cfg.lr * (1 - iteration / self.iterations)
-        batch = rollout(self.env, self.actor_net, cfg.rollout_steps, self.action_streams, self.returns)
-        if cfg.reward_scale != 1.0:
-            batch["next", "reward"] = batch["next", "reward"] * cfg.reward_scale
-        self.last_metrics = self.update(batch)
+        if cfg.anneal_lr:  # in place: the compiled update reads the same tensor
+            self.program.lr.fill_(cfg.lr * (1 - iteration / self.iterations))
+        self.last_metrics = self.program.iterate()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()  # the clock measures the work, not its launch
         self.frames += cfg.frames_per_batch
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
-        if iteration == 0:  # warm-up, and torch.compile's compilation with --compile
+        if iteration == self.first_iteration:  # warm-up, and torch.compile's compilation
             self.first_iteration_seconds = seconds
 
     def evaluate(self) -> torch.Tensor:
         """Every seed's greedy mean on the torch-native env (off the training clock)."""
         started = time.perf_counter()
-        means = greedy_returns(self.cfg.env, self.actor_net, self.seeds, self.cfg.eval_episodes, self.device)
+        means = self.program.greedy_returns(self.cfg.eval_episodes).cpu()
         for points, mean in zip(self.evals, means.tolist(), strict=True):
             points.append(
                 EvalPoint(self.frames, self.train_seconds, mean, float("nan"), self.cfg.eval_episodes)
             )
         # Each seed's best evaluation so far and its weights (best.pt): per seed, as a single
         # run keeps its own best.pt.
-        means_cpu = means.cpu()
-        better = means_cpu > self.best_means
-        self.best_means = torch.where(better, means_cpu, self.best_means)
+        better = means > self.best_means
+        self.best_means = torch.where(better, means, self.best_means)
         self.best_frames = torch.where(better, self.frames, self.best_frames)
-        self.best_actor[better] = self.actor_net.flat.detach().cpu()[better]
+        self.best_actor[better] = self.actor_weights()[better]
         self.eval_seconds += time.perf_counter() - started
         return means
 
@@ -177,8 +160,7 @@ class SeedsTrainer:
         started = time.perf_counter()
         means, stds = [], []
         for k, seed in enumerate(self.seeds):
-            actor = self.policy_of(k)
-            result = evaluate_policy(actor, self.cfg.env, self.cfg.eval_episodes, seed)
+            result = evaluate_policy(self.policy_of(k), self.cfg.env, self.cfg.eval_episodes, seed)
             means.append(result.mean)
             stds.append(result.std)
         self.eval_seconds += time.perf_counter() - started
@@ -186,7 +168,7 @@ class SeedsTrainer:
 
     def policy_of(self, index: int) -> torch.nn.Module:
         """Seed ``index``'s policy as the single-seed trainer builds it, on the CPU."""
-        return seed_actor(self.cfg, self.actor_net.flat[index])
+        return seed_actor(self.cfg, self.program.learners.params[0][index].detach().cpu())
 
     def result(self, final: list[float], final_std: list[float], threshold: float | None) -> SeedsResult:
         stable = [stable_solve(points, threshold) for points in self.evals]
