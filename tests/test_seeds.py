@@ -184,6 +184,25 @@ def test_seed_k_trains_the_same_alone_or_beside_others() -> None:
 
 
 @pytest.mark.slow
+def test_the_compiled_program_trains_as_the_eager_one() -> None:
+    """``--compile``: the rollout, GAE and update as torch.compile graphs (fullgraph, C++
+    wrapper) end two iterations with the eager program's weights, episodes and stream
+    positions. Small shapes keep the compilation to about a minute on a 2-core CPU."""
+    cfg = dict(num_seeds=2, num_envs=2, rollout_steps=8, minibatch_size=8, epochs=2, frames=32, track=False)
+    ends = []
+    for compiled in (False, True):
+        trainer = SeedsTrainer(PPOConfig(**cfg, compile=compiled), torch.device("cpu"))
+        for i in range(2):
+            trainer.iterate(i)
+        ends.append(trainer.program.state_dict())
+    eager, compiled_ = ends
+    assert eager["drawn"] == compiled_["drawn"] and eager["drawn"]["mb"] > 0
+    for x, y in zip(tree_leaves(eager["learners"]), tree_leaves(compiled_["learners"]), strict=True):
+        assert torch.allclose(x, y, rtol=0, atol=1e-5), float((x - y).abs().max())
+    assert torch.equal(eager["env"]["elapsed"], compiled_["env"]["elapsed"])
+
+
+@pytest.mark.slow
 def test_sigterm_keeps_every_seed_and_exits_143(tmp_path: Path) -> None:
     """A real SIGTERM mid-run: the program stops between iterations, writes final.pt with
     every seed, says where, and exits 128 + 15."""
