@@ -45,14 +45,14 @@ def collection_fps(collector: str, workers: int, batches: int) -> dict[str, Any]
     )
     started = time.perf_counter()
     trainer = Trainer(cfg, run_dir=tempfile.mkdtemp())
-    source = trainer.collection.batches()
+    source = trainer.learner.collection.batches()
     next(source)  # warm-up: worker start, first weights
     ready = time.perf_counter()
     for _ in range(batches):
         next(source)
-        trainer.collection.sync_weights()
+        trainer.learner.collection.sync_weights()
     seconds = time.perf_counter() - ready
-    trainer.collection.shutdown()
+    trainer.learner.collection.shutdown()
     frames = batches * cfg.frames_per_batch
     return {"frames": frames, "seconds": seconds, "frames_per_second": frames / seconds,
             "startup_seconds": ready - started}  # fmt: skip

@@ -146,7 +146,7 @@ _COMPILED: dict[tuple, Any] = {}
 
 def stepper(nets: Nets, update: UpdateParams, compiled: bool, loss: LossParams = LOSS) -> Any:
     """The many-seeds step, eager or compiled (one graph: ``fullgraph=True`` fails on a break)."""
-    step = make_step(nets.policy, nets.critic, loss, update)
+    step = make_step(nets.policy, nets.critic, loss, update, compiled=compiled)
     if not compiled:
         return step
     key = (update, loss)  # one compilation per configuration for the whole module
@@ -204,6 +204,8 @@ def test_loss_terms_and_gradient_per_seed_equal_single() -> None:
             agree(f"{key} of seed {k}", out[key], terms[key][k], rtol=0, atol=1e-6)
         agree(f"clip_fraction of seed {k}", out["clip_fraction"], terms["clip_fraction"][k])
         agree(f"kl_approx of seed {k}", out["kl_approx"], terms["kl_approx"][k], atol=1e-6)
+        for key in ("ESS", "explained_variance", "mean_ratio", "max_ratio", "entropy"):  # what runs log
+            agree(f"{key} of seed {k}", out[key].squeeze(), terms[key][k], atol=1e-6)
         sum(v for key, v in out.items() if key.startswith("loss_")).backward()
         agree(f"gradient of seed {k}", flat_rows(a, c, grad=True), batched[k], rtol=0, atol=1e-6)
 

@@ -74,7 +74,18 @@ STATE_DAMAGE: dict[str, Damage] = {
     "progress of the wrong type": changed(lambda s: s.__setitem__("progress", [1, 2, 3])),
     "a progress counter that is text": changed(lambda s: s["progress"].__setitem__("frames", "1024")),
     "a torch RNG state that is not one": changed(lambda s: s["rng"].__setitem__("torch", torch.zeros(7))),
-    "an env snapshot for other envs": changed(lambda s: s["env"].__setitem__("state", torch.zeros(5, 4))),
+    "an env snapshot for other envs": changed(
+        lambda s: s.__setitem__("env", {"state": torch.zeros(5, 4, dtype=torch.float64)})
+    ),
+    "program envs for other envs": changed(
+        lambda s: s["program"]["env"].__setitem__("state", torch.zeros(1, 5, 4, dtype=torch.float64))
+    ),
+    "program moments that do not fit the networks": changed(
+        lambda s: s["program"]["learners"].__setitem__("exp_avg", (torch.zeros(1, 3), torch.zeros(1, 3)))
+    ),
+    "program stream positions that are not counts": changed(
+        lambda s: s["program"]["drawn"].__setitem__("act", -1)
+    ),
     "episode returns for other envs": changed(
         lambda s: s.__setitem__("episode_carry", torch.zeros(5, dtype=torch.float64))
     ),
@@ -121,7 +132,8 @@ VARIANTS = [*STATE_DAMAGE, *FILE_DAMAGE, "a pickled list"]
 
 def test_the_good_checkpoint_passes_and_holds_exactly_the_schema(good: Path) -> None:
     assert set(raw(good)) == {"format_version", *FIELDS}
-    assert raw(good)["env"] is not None  # the torch-native CartPole saves its envs
+    # CartPole learns on the program route: its envs, streams and Adam are the program's state.
+    assert raw(good)["program"] is not None and raw(good)["env"] is None
     assert evaluate_main([str(good), "--episodes", "2"]) == 0
 
 

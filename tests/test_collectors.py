@@ -8,6 +8,7 @@ count through a checkpoint and resume, and CartPole solved from the command line
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -65,22 +66,22 @@ def test_workers_act_with_the_learners_current_weights(collector, tmp_path, requ
     if collector == "ray":
         request.getfixturevalue("local_ray")
     trainer = Trainer(small_config(collector, tmp_path))
-    batches = trainer.collection.batches()
+    learner = trainer.learner
     try:
         for update in range(3):
-            batch = next(batches)
+            before = copy.deepcopy(trainer.actor)  # the weights the workers should act with
+            trainer._learn()
+            batch = learner.last_batch
             assert batch.batch_size == (8, 32)
             with torch.no_grad():
-                mine = trainer.actor.get_dist(batch.select("observation").clone()).log_prob(batch["action"])
+                mine = before.get_dist(batch.select("observation").clone()).log_prob(batch["action"])
             stale = f"stale weights after {update} updates"
             torch.testing.assert_close(mine, batch["action_log_prob"], msg=stale)
-            trainer._learn(batch)
-            trainer.collection.sync_weights()
         # The workers' envs were seeded apart (seed + i * envs_per_worker): no two start alike.
-        first = next(batches)["observation"][:, 0]
+        first = next(learner._batches)["observation"][:, 0]
         assert len({tuple(row.tolist()) for row in first}) == 8
     finally:
-        trainer.collection.shutdown()
+        learner.shutdown()
 
 
 @pytest.mark.slow

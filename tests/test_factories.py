@@ -236,10 +236,12 @@ def test_the_trainer_collects_with_the_very_networks_it_updates() -> None:
     makes when the policy sits elsewhere than ``policy_device``) would never see an update."""
     from ppo_torchrl import Trainer
 
-    trainer = Trainer(PPOConfig(num_envs=2, rollout_steps=8, minibatch_size=16, track=False, device="cpu"))
-    assert trainer.collection.collector.policy is trainer.actor
-    assert trainer.device == torch.device("cpu") and trainer.env.data_device == torch.device("cpu")
-    assert trainer.env.device is None  # on the CPU it declares none, as TorchRL's CPU envs do
-    assert trainer.env.reset()["observation"].device == trainer.device
-    assert {p.device for p in trainer.loss_module.parameters()} == {trainer.device}
-    trainer.collection.shutdown()
+    cfg = PPOConfig(num_envs=2, rollout_steps=8, minibatch_size=16, track=False, device="cpu")
+    trainer = Trainer(cfg, program=False)  # the Collector route (CartPole's own is the program)
+    learner = trainer.learner
+    assert learner.collection.collector.policy is trainer.actor
+    assert trainer.device == torch.device("cpu") and learner.env.data_device == torch.device("cpu")
+    assert learner.env.device is None  # on the CPU it declares none, as TorchRL's CPU envs do
+    assert learner.env.reset()["observation"].device == trainer.device
+    assert {p.device for p in learner.loss_module.parameters()} == {trainer.device}
+    learner.shutdown()

@@ -192,24 +192,26 @@ def test_continuous_env_runs_end_to_end(tmp_path: Path) -> None:
 
 
 def test_failed_training_ends_the_run_failed(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ppo_torchrl.core.update as update
+    import ppo_torchrl.run.learners as learners
 
-    def broken(self, batch):
+    def broken(self, frames_before):
         raise RuntimeError("simulated failure inside the update")
 
-    monkeypatch.setattr(update.PPOUpdate, "__call__", broken)
+    for route in (learners.ProgramLearner, learners.CollectorLearner):
+        monkeypatch.setattr(route, "learn", broken)
     with pytest.raises(RuntimeError, match="simulated failure"):
         train_main(["--frames", "1024"])
     assert [r.info.status for r in all_runs(store)] == ["FAILED"]
 
 
 def test_interrupted_training_ends_the_run_killed(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ppo_torchrl.core.update as update
+    import ppo_torchrl.run.learners as learners
 
-    def interrupted(self, batch):
+    def interrupted(self, frames_before):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(update.PPOUpdate, "__call__", interrupted)
+    for route in (learners.ProgramLearner, learners.CollectorLearner):
+        monkeypatch.setattr(route, "learn", interrupted)
     assert train_main(["--frames", "1024"]) == 130
     assert [r.info.status for r in all_runs(store)] == ["KILLED"]
 

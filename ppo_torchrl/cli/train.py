@@ -125,7 +125,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             cfg, preset = new_run_config(args)
         # Checkpoints (and videos) go to the resumed run's folder or under checkpoint_dir.
         check_writable_folder(path.parent if path else Path(cfg.checkpoint_dir), "checkpoint_dir")
-        from ppo_torchrl.run.preflight import check_run  # torch and TorchRL load here
+        from ppo_torchrl.run.preflight import check_run, uses_program  # torch and TorchRL load here
 
         check_run(cfg)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
@@ -147,14 +147,22 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         from ppo_torchrl.run.progress import ConsoleReporter
         from ppo_torchrl.run.trainer import Trainer
 
-        trainer = Trainer(cfg, reporter=ConsoleReporter(), run_dir=path.parent if path else None)
+        # A resumed run keeps the route its checkpoint was written on (run/learners.py).
+        route = None if state is None else state.get("program") is not None
+        if route and not uses_program(cfg):
+            raise ConfigError(
+                f"{path} learned on the program route (a torch-native env in this process); it "
+                "resumes only there: drop the --collector / --collectors given to --resume"
+            )
+        run_dir = path.parent if path else None
+        trainer = Trainer(cfg, reporter=ConsoleReporter(), run_dir=run_dir, program=route)
         if state is not None:  # weights that do not fit the stored config are refused here
             trainer.load_state_dict(state, path)
         resume = state.get("tracking") if state else None
         trainer.tracker = _tracker(cfg, f"{cfg.env}-seed{cfg.seed}", resume, tags)
     except (ConfigError, TrackingError, CheckpointError) as err:
         if trainer is not None:
-            trainer.collection.shutdown()
+            trainer.learner.shutdown()
         print(f"error: {one_line(str(err))}", file=sys.stderr)  # a value may hold a line break
         return 2
     return _run(trainer, stop, args, resumed_from=path, preset=preset)
@@ -200,6 +208,7 @@ def _run(trainer: Any, stop: StopSignal, args: Any, resumed_from: Path | None, p
     )
     if preset:
         print(f"preset: {preset} (its fields sit under --config and flags; --preset none turns it off)")
+    print(trainer.learner.describe())
     if cfg.device == "auto" and trainer.device.type == "cuda":
         print("device: auto chose CUDA; small MLPs are often faster on the CPU (--device cpu)")
     if tracker.run_id:

@@ -64,15 +64,25 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
     return 2 * torch.sigmoid(2 * x) - 1
 
 
-@torch.no_grad()
-def load_row(row: torch.Tensor, module: nn.Module) -> None:
-    """Write one seed's flat weights (a row of `stack`'s tensor) into ``module``'s linear
-    layers; ValueError if the sizes differ."""
+def split_row(row: torch.Tensor, module: nn.Module) -> list[torch.Tensor]:
+    """One seed's flat row (weights, or Adam moments laid out as weights) as ``module``'s
+    tensors in its parameter order: each linear layer's weight [out, in], then its bias;
+    ValueError if the sizes differ."""
     targets = linear_layers(module)
     sizes = [t.numel() for layer in targets for t in (layer.weight, layer.bias)]
     if sum(sizes) != row.numel():
         raise ValueError(f"{row.numel()} weights for a network of {sum(sizes)}")
-    parts = iter(row.detach().to(targets[0].weight.device).split(sizes))
+    parts = iter(row.detach().split(sizes))
+    out = []
     for layer in targets:
-        layer.weight.copy_(next(parts).view(layer.in_features, layer.out_features).T)
-        layer.bias.copy_(next(parts))
+        out += [next(parts).view(layer.in_features, layer.out_features).T, next(parts)]
+    return out
+
+
+@torch.no_grad()
+def load_row(row: torch.Tensor, module: nn.Module) -> None:
+    """Write one seed's flat weights (a row of `stack`'s tensor) into ``module``'s linear
+    layers; ValueError if the sizes differ."""
+    targets = [t for layer in linear_layers(module) for t in (layer.weight, layer.bias)]
+    for target, value in zip(targets, split_row(row, module), strict=True):
+        target.copy_(value)

@@ -1,8 +1,8 @@
 """Checkpoints on disk: one versioned schema, written atomically, read back checked whole.
 
-Format 3 holds, and nothing else:
+Format 4 holds, and nothing else:
 
-    format_version  3
+    format_version  4
     kind            "latest" (last.pt, final.pt: the run where it stands, resumable) or
                     "best" (best.pt: the run at its best greedy evaluation; evaluate it,
                     resume the run from its latest checkpoint)
@@ -10,15 +10,21 @@ Format 3 holds, and nothing else:
     actor, critic   the networks' state dicts
     optimizer       Adam's state dict (one group over actor then critic parameters)
     progress        `Progress`: counters, history, evaluations (frames, seconds, mean, std, n)
-    rng             {"torch": CPU RNG, "update": the minibatch shuffle generator, "cuda": or None}
-    env             the torch-native envs' snapshot, or None (gymnasium cannot save its envs)
+    rng             {"torch": CPU RNG, "update": the minibatch shuffle generator (None on the
+                    program route), "cuda": or None}
+    env             the Collector route's torch-native envs' snapshot, or None (gymnasium
+                    cannot save its envs; the program route keeps its envs in ``program``)
     episode_carry   [num_envs] returns of the episodes in flight, or None
     reward_norm     the reward normaliser's state (running returns [num_envs], count,
                     mean, var), or None when rewards are not normalised
+    program         the program route's whole state (run/learners.py, seeds_program.py: weights,
+                    Adam moments, envs, stream positions), or None on the Collector route
     tracking        the tracker's state: run id, store URI, metrics not yet sent ({} untracked)
 
-(Observation statistics are buffers of the networks, so they are in ``actor`` and ``critic``.)
-Format 2 (no ``reward_norm``) and format 1 (before the schema: a ``counters`` copy of three
+(Observation statistics are buffers of the networks, so they are in ``actor`` and ``critic``.
+On the program route ``optimizer`` shows the program's Adam moments as torch's state dict.)
+Format 3 (no ``program``: every run then learned on the Collector route, and resumes on it),
+format 2 (no ``reward_norm``) and format 1 (before the schema: a ``counters`` copy of three
 progress fields, no ``kind``, no best evaluation, evaluations without their training
 seconds) are read too.
 Writes are atomic (temporary file in the same folder, fsync, rename), so a crash or a kill

@@ -17,22 +17,26 @@ from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.results import Progress
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 FIELDS = (
     "kind", "config", "actor", "critic", "optimizer", "progress", "rng", "env", "episode_carry",
-    "reward_norm", "tracking",
+    "reward_norm", "program", "tracking",
 )  # fmt: skip
+PROGRAM_FIELDS = ("learners", "env", "drawn", "episodes")  # run/seeds_program.py's state_dict
 KINDS = ("latest", "best")
 
 
 def upgrade(state: dict[str, Any], version: Any) -> Any:
-    """Format 1 or 2 read into format 3, in place; the version it is in now."""
+    """Formats 1-3 read into format 4, in place; the version it is in now."""
     if version == 1 and isinstance(state.get("counters"), dict):
         _from_format_1(state)
         version = 2
     if version == 2:
         state.setdefault("reward_norm", None)  # format 2 had no reward normalisation
         version = 3
+    if version == 3:
+        state.setdefault("program", None)  # format 3: every run learned on the Collector route
+        version = 4
     return version
 
 
@@ -69,6 +73,7 @@ def check_fields(state: dict[str, Any]) -> None:
     if carry is not None and not _tensor_like(carry, (cfg.num_envs,), torch.float64):
         raise ValueError(f"episode_carry: not a float64 tensor of shape [{cfg.num_envs}]")
     _check_reward_norm(state["reward_norm"], cfg.num_envs, cfg.normalize_rewards)
+    _check_program(state, cfg.num_envs)
     _check_tracking(_typed(state["tracking"], dict, "tracking"))
 
 
@@ -117,9 +122,48 @@ def _check_progress(progress: dict) -> None:
         raise ValueError("progress: episode_frames and episode_returns differ in length")
 
 
+def _check_program(state: dict[str, Any], num_envs: int) -> None:
+    """The program route's state (run/learners.py), or None for the Collector route: every
+    tensor of the shape the config's networks (``actor``, ``critic``) and envs give it."""
+    program = state["program"]
+    if program is None:
+        return
+    _typed(program, dict, "program")
+    if set(program) != set(PROGRAM_FIELDS):
+        raise ValueError(f"program: fields {sorted(program)} are not {sorted(PROGRAM_FIELDS)}")
+    learners = _typed(program["learners"], dict, "program learners")
+    sizes = [sum(t.numel() for t in state[name].values()) for name in ("actor", "critic")]
+    for key in ("params", "exp_avg", "exp_avg_sq"):
+        rows = learners.get(key)
+        if not (
+            isinstance(rows, (tuple, list))
+            and len(rows) == 2
+            and all(_tensor_like(r, (1, n), torch.float32) for r, n in zip(rows, sizes, strict=True))
+        ):
+            raise ValueError(f"program: {key} do not fit the networks ({sizes[0]} and {sizes[1]} weights)")
+    if not _tensor_like(learners.get("steps"), (1,), torch.float32):
+        raise ValueError("program: steps is not a float32 tensor of shape [1]")
+    env = _typed(program["env"], dict, "program env")
+    state_ = env.get("state")
+    if not (torch.is_tensor(state_) and state_.dtype == torch.float64 and state_.dim() == 3
+            and state_.shape[:2] == (1, num_envs)):  # fmt: skip
+        raise ValueError(f"program: env state is not a float64 tensor of shape [1, {num_envs}, D]")
+    for key, dtype in (("elapsed", torch.int64), ("running", torch.float32)):
+        if not _tensor_like(env.get(key), (1, num_envs), dtype):
+            raise ValueError(f"program: env {key} is not a {dtype} tensor of shape [1, {num_envs}]")
+    drawn = _typed(program["drawn"], dict, "program drawn")
+    if set(drawn) != {"env", "act", "mb"} or not all(isinstance(v, int) and v >= 0 for v in drawn.values()):
+        raise ValueError("program: drawn is not the env, act and mb stream positions")
+    episodes = program["episodes"]
+    if not (isinstance(episodes, (list, tuple)) and len(episodes) == 2
+            and all(_tensor_like(e, (1,), torch.float32) for e in episodes)):  # fmt: skip
+        raise ValueError("program: episodes is not (sum, count) of shape [1]")
+
+
 def _check_rng(rng: dict) -> None:
-    for name in ("torch", "update"):
-        _generator_state(rng.get(name), f"rng {name}")
+    _generator_state(rng.get("torch"), "rng torch")
+    if rng.get("update") is not None:  # None on the program route: its streams are counters
+        _generator_state(rng["update"], "rng update")
     cuda = rng.get("cuda")
     if cuda is not None and not _tensor_like(cuda, None, torch.uint8):
         raise TypeError("rng cuda: not a byte tensor")

@@ -41,9 +41,10 @@ class PPOConfig(Config):
     num_envs: int = _field(16, "parallel environments collected from", min=1)
     compile: bool = _field(
         False,
-        "torch.compile a --num-seeds run's rollout, GAE and update, each one graph: about a minute once "
-        "on a 2-core CPU (~10 s with torch's compile cache warm; inside the first update, reported), "
-        "then several times faster; pays off for runs of a few minutes or more",
+        "torch.compile the program's rollout, GAE and update (torch-native envs, one seed or "
+        "--num-seeds), each one graph: about a minute once on a 2-core CPU (~10 s with torch's "
+        "compile cache warm; inside the first update), then several times faster; pays off for runs "
+        "of a few minutes or more",
     )
     cudagraphs: bool = _field(
         False, "with --compile on a CUDA device: replay each compiled graph as a CUDA graph"
@@ -185,10 +186,8 @@ class PPOConfig(Config):
             )
         if self.register_model is not None and not (self.track and self.log_model):
             raise ConfigError("register_model: needs a tracked run that logs its model (--track --log-model)")
-        if self.compile and not self.num_seeds:
-            raise ConfigError("compile: only used with --num-seeds (the many-seeds program)")
         if self.cudagraphs and not self.compile:
-            raise ConfigError("cudagraphs: replays the compiled graphs: needs --compile (and --num-seeds)")
+            raise ConfigError("cudagraphs: replays the compiled graphs: needs --compile")
         if self.video_every_eval and not self.video:
             raise ConfigError("video_every_eval: needs --video")
         if self.ray_address and self.collector != "ray":

@@ -24,11 +24,30 @@ NOT_WITH_MANY_SEEDS = {
 }
 
 
+def uses_program(cfg: PPOConfig) -> bool:
+    """Whether ``cfg`` trains on the program route (run/learners.py): a torch-native env,
+    stepped in this process, with nothing the program lacks (observation or reward statistics)."""
+    from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
+
+    return (
+        cfg.env in TORCH_NATIVE_ENVS
+        and not cfg.env_kwargs
+        and cfg.env_backend != "gymnasium"
+        and cfg.collector == "single"
+        and not (cfg.normalize_observations or cfg.normalize_rewards)
+    )
+
+
 def check_run(cfg: PPOConfig) -> None:
     """Every check below, cheapest first."""
     check_outputs(cfg)
     if cfg.num_seeds:
         check_seeds_config(cfg)
+    elif cfg.compile and not uses_program(cfg):
+        raise ConfigError(
+            "compile: compiles the program route (CartPole-v1 or Acrobot-v1 in this process, without "
+            f"--normalize-*); {cfg.env} with these options trains on TorchRL's Collector (drop --compile)"
+        )
     from ppo_torchrl.device import resolve_device
     from ppo_torchrl.envs.factory import backend_for
 

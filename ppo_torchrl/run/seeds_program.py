@@ -42,7 +42,7 @@ from ppo_torchrl.run.config import PPOConfig
 CHUNK = 32  # rollout steps per graph: 8-step chunks ran 10-20% slower, 128 compile for minutes
 METRICS = (
     "loss_objective", "loss_critic", "loss_entropy", "loss_total", "entropy", "clip_fraction",
-    "kl_approx", "kl_k3", "mean_ratio", "max_ratio", "grad_norm", "nonfinite",
+    "kl_approx", "kl_k3", "mean_ratio", "max_ratio", "ESS", "explained_variance", "grad_norm", "nonfinite",
 )  # fmt: skip
 SALTS = {"env": 1, "act": 2, "mb": 3, "eval": 4}  # one stream per seed and purpose
 
@@ -68,7 +68,8 @@ class SeedsProgram:
         self.value = lambda flat, obs: stacked_forward(flat, shapes[1], cfg.activation, obs).squeeze(-1)
         self.update_params = cfg.params(UpdateParams)
         self.gae_params = cfg.params(GAEParams)
-        self.step = make_step(self.policy, self.value, cfg.params(LossParams), self.update_params)
+        self._step_args = (self.policy, self.value, cfg.params(LossParams), self.update_params)
+        self.step = make_step(*self._step_args, compiled=False)
         self.learners = Learners.start(tuple(w.detach().to(device).clone() for w in weights))
         self.keys = {name: Streams(seeds, salt, device).keys for name, salt in SALTS.items()}
         self.drawn = {
@@ -85,6 +86,8 @@ class SeedsProgram:
             "rollout": self._rollout, "advantages": self._advantages, "update": self._update
         }  # fmt: skip
         self.cudagraphs = False
+        self.last_ended: tuple[Tensor, Tensor] | None = None
+        self.last_data: Minibatch | None = None
 
     def compile(self, cudagraphs: bool = False) -> None:
         """Each function one graph (``fullgraph``) for fixed shapes (``dynamic=False``); on the
@@ -93,6 +96,7 @@ class SeedsProgram:
         mode = "reduce-overhead" if cudagraphs else None  # (torch takes a mode or options)
         options = {"cpp_wrapper": True} if self.device.type == "cpu" and not cudagraphs else None
         self.cudagraphs = cudagraphs
+        self.step = make_step(*self._step_args, compiled=True)  # func.grad: traced into the graph
         self._fns = {
             name: torch.compile(fn, dynamic=False, fullgraph=True, options=options, mode=mode)
             for name, fn in self._fns.items()
@@ -107,38 +111,41 @@ class SeedsProgram:
     def _rollout(
         self, actor: Tensor, state: Tensor, elapsed: Tensor, running: Tensor, act_at: Tensor, env_at: Tensor
     ) -> tuple[Tensor, ...]:
-        """``self.chunk`` steps of every env: the steps' tensors [S, N, K, ...], the envs' new
-        state, step counts and running returns, and the returns of the episodes that ended."""
+        """``self.chunk`` steps of every env: the steps' tensors [S, N, K, ...] (the last, the
+        return of the episode each step ended, 0 where none did), and the envs' new state,
+        step counts and running returns."""
         dyn, (S, N) = self.dyn, self.shape
-        cols: tuple[list[Tensor], ...] = ([], [], [], [], [], [], [])
-        ended_sum, ended_count = torch.zeros(S, device=state.device), torch.zeros(S, device=state.device)
-        draws = N * dyn.STATE_DIM
-        for k in range(self.chunk):
+        cols: tuple[list[Tensor], ...] = ([], [], [], [], [], [], [], [])
+        K, D = self.chunk, dyn.STATE_DIM
+        # The chunk's draws at once (step k's are positions k*N.. of the action stream and
+        # k*N*D.. of the env stream, as if drawn step by step): two hashes instead of 2K.
+        u_act = to_uniform(bits_at(self.keys["act"], act_at, K * N)).view(S, K, N)
+        u_env = to_uniform(bits_at(self.keys["env"], env_at, K * N * D), torch.float64).view(S, K, N, D)
+        for k in range(K):
             obs = dyn.observe(state)
             log_p = torch.log_softmax(self.policy(actor, obs), -1)
-            u = to_uniform(bits_at(self.keys["act"], act_at + k * N, N))
+            u = u_act[:, k]
             action = (log_p.exp().cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=dyn.NUM_ACTIONS - 1)
             nxt, terminated = dyn.dynamics(state, action)
             elapsed = elapsed + 1
             done = terminated | (elapsed >= dyn.MAX_EPISODE_STEPS)
             reward = dyn.reward(terminated)
             running = running + reward
-            ended_sum = ended_sum + (running * done).sum(1)
-            ended_count = ended_count + done.sum(1)
+            ended = running * done
             running = running * ~done
             # Fresh start states are drawn at every step, so a seed's stream advances the same
             # whatever its episodes do.
-            u_env = to_uniform(bits_at(self.keys["env"], env_at + k * draws, draws), torch.float64)
-            fresh = dyn.start_states(u_env.view(S, N, dyn.STATE_DIM))
+            fresh = dyn.start_states(u_env[:, k])
             # The next observation is the true final one where an episode ended: a truncated
             # episode is bootstrapped from it.
-            for col, x in zip(cols, (obs, action, log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1),
-                                     dyn.observe(nxt), reward, terminated, done), strict=True):  # fmt: skip
+            chosen = log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            row = (obs, action, chosen, dyn.observe(nxt), reward, terminated, done, ended)
+            for col, x in zip(cols, row, strict=True):
                 col.append(x)
             state = torch.where(done.unsqueeze(-1), fresh, nxt)
             elapsed = torch.where(done, 0, elapsed)
         steps = tuple(torch.stack(col, 2) for col in cols)
-        return (*steps, state, elapsed, running, ended_sum, ended_count)
+        return (*steps, state, elapsed, running)
 
     def _advantages(
         self, critic: Tensor, obs: Tensor, next_obs: Tensor, reward: Tensor, terminated: Tensor, done: Tensor
@@ -188,12 +195,13 @@ class SeedsProgram:
             )  # fmt: skip
             self.drawn["act"] = self.drawn["act"] + K * N
             self.drawn["env"] = self.drawn["env"] + K * N * self.dyn.STATE_DIM
-            parts.append(out[:7])
-            self.env_state, self.elapsed, self.running = out[7], out[8], out[9]
-            self.episodes = (self.episodes[0] + out[10], self.episodes[1] + out[11])
-        obs, action, log_prob, next_obs, reward, terminated, done = (
+            parts.append(out[:8])
+            self.env_state, self.elapsed, self.running = out[8], out[9], out[10]
+        obs, action, log_prob, next_obs, reward, terminated, done, ended = (
             torch.cat(c, 2) for c in zip(*parts, strict=True)
         )
+        self.episodes = (self.episodes[0] + ended.sum((1, 2)), self.episodes[1] + done.sum((1, 2)))
+        self.last_ended = (ended, done)  # [S, N, T]: which steps ended an episode, with what return
         advantage, target, value = self._call(
             "advantages", self.learners.params[1], obs, next_obs, reward, terminated, done
         )
@@ -205,6 +213,7 @@ class SeedsProgram:
             "update", self.learners, data, self.lr, self.drawn["mb"]
         )
         self.drawn["mb"] = self.drawn["mb"] + self.batch * self.update_params.epochs
+        self.last_data = data  # what this update learned from (--explain reads it)
         metrics = {key: value / taken.clamp(min=1) for key, value in sums.items()}
         metrics["nonfinite"] = sums["nonfinite"]
         flat_advantage = advantage.reshape(S, -1)

@@ -1,17 +1,18 @@
 """The training loop: collect a batch, update PPO, log, evaluate, repeat.
 
-    for batch in Collector(env, policy):         # num_envs x rollout_steps frames
-        metrics = ppo_update(batch)              # GAE, then epochs of clipped-loss steps
+    while the budget lasts:
+        frames, returns, metrics = learner.learn()   # num_envs x rollout_steps frames, GAE,
+                                                     # then epochs of clipped-loss steps
         tracker.log_metrics(metrics, step=frames)
         if it is time: evaluate greedily; stop if solved; checkpoint
 
-`Trainer` owns everything a run needs and everything a checkpoint must hold to resume it:
-weights, optimizer, counters, RNG states and the envs' own state. Between two batches the
-whole run is in `state_dict()`, so a stop request, a checkpoint and a resume all happen
-there. Evaluation time is kept off the training clock: ``train_seconds`` is learning alone.
-Networks, loss, update and torch-native envs live on ``cfg.device``; gymnasium envs step
-on the CPU and the collector moves their data across. The collector runs here, in worker
-processes or on Ray (collection.py); the loop cannot tell which.
+The learner is one of two routes (learners.py): the many-seeds program with one seed for a
+torch-native env (CartPole-v1, Acrobot-v1), TorchRL's Collector and PPOUpdate for the rest;
+the loop cannot tell which. `Trainer` owns everything a run needs and everything a checkpoint
+must hold to resume it: weights, optimizer, counters, RNG states and the envs' own state.
+Between two batches the whole run is in `state_dict()`, so a stop request, a checkpoint and a
+resume all happen there. Evaluation time is kept off the training clock: ``train_seconds`` is
+learning alone.
 """
 
 from __future__ import annotations
@@ -22,26 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchrl.envs import EnvBase
 
-from ppo_torchrl.core.advantage import make_advantage
-from ppo_torchrl.core.loss import make_loss
-from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
-from ppo_torchrl.core.update import NonFiniteError, make_update
+from ppo_torchrl.core.update import NonFiniteError
 from ppo_torchrl.device import resolve_device
-from ppo_torchrl.envs.factory import make_env, restore_env, snapshot_env
-from ppo_torchrl.models.actor_critic import make_actor_critic
-from ppo_torchrl.models.encoders import ObservationNorm
-from ppo_torchrl.run.checkpoint import check_weights, restore_rng, rng_state, save_checkpoint
-from ppo_torchrl.run.collection import Collection
+from ppo_torchrl.run.checkpoint import check_weights, save_checkpoint
 from ppo_torchrl.run.config import PPOConfig
-from ppo_torchrl.run.episodes import EpisodeReturns
 from ppo_torchrl.run.errors import DiskWriteError, TrainingError, warn_disk
 from ppo_torchrl.run.evaluation import EvalResult, evaluate_policy
+from ppo_torchrl.run.learners import make_learner
 from ppo_torchrl.run.outputs import finish_run, record_run_video, run_videos
 from ppo_torchrl.run.progress import QuietReporter, Stopwatch
 from ppo_torchrl.run.results import EvalPoint, Progress, TrainResult, train_result
-from ppo_torchrl.run.reward_norm import RewardNormalizer
 from ppo_torchrl.tracking.tracker import NullTracker, Tracker
 
 
@@ -52,7 +44,10 @@ class Trainer:
         tracker: Tracker | None = None,
         reporter: QuietReporter | None = None,
         run_dir: str | Path | None = None,
+        program: bool | None = None,
     ) -> None:
+        """``program`` picks the route (learners.py) where a checkpoint fixes it; None: the
+        config's own."""
         self.cfg = cfg
         self.tracker: Tracker = tracker or NullTracker()  # may be replaced before `run`
         self.reporter = reporter or QuietReporter()
@@ -60,29 +55,13 @@ class Trainer:
         if cfg.torch_threads:  # process-wide; HalfCheetah beside another process: 5.9k vs 1.1k frames/s
             torch.set_num_threads(cfg.torch_threads)
         self.threshold = cfg.threshold()
-        # The single collector steps this env; other backends build theirs in their workers,
-        # and one env here gives the networks their shapes.
-        single = cfg.collector == "single"
-        n = cfg.num_envs if single else 1
-        self.env: EnvBase | None = make_env(cfg.env, n, device=self.device, **cfg.env_options())
-        torch.manual_seed(cfg.seed)  # the networks' initial weights
-        self.actor, self.critic = make_actor_critic(self.env, device=self.device, **cfg.network_options())
-        self.obs_norm = next((m for m in self.actor.modules() if isinstance(m, ObservationNorm)), None)
-        self.reward_norm = RewardNormalizer(cfg.num_envs, cfg.gamma) if cfg.normalize_rewards else None
-        self.loss_module = make_loss(cfg.params(LossParams), self.actor, self.critic)
-        advantage = make_advantage(cfg.params(GAEParams), self.critic)
-        self.ppo_update = make_update(cfg.params(UpdateParams), self.loss_module, advantage, seed=cfg.seed)
-        self.optimizer = self.ppo_update.optimizer
-        if not single:
-            self.env.close()
-            self.env = None
-        self.collection = Collection(cfg, self.actor, self.device, self.env)
-        self.episode_returns = EpisodeReturns()
+        # Networks, update and (torch-native) envs on cfg.device; which route learns: learners.py.
+        self.learner = make_learner(cfg, self.device, program)
+        self.actor, self.critic = self.learner.actor, self.learner.critic
         self.progress = Progress(next_eval=cfg.eval_every_frames, next_checkpoint=cfg.checkpoint_every_frames)
         self._run_dir = Path(run_dir) if run_dir else None
         self.last_checkpoint: Path | None = None
         self.write_errors: list[str] = []  # end-of-run files the disk refused
-        self.last_batch: Any = None  # the batch of the last update, for --explain
         self.clock = Stopwatch(running=False)
 
     @property
@@ -103,29 +82,17 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
             "progress": self.progress.to_state(),
-            "rng": rng_state(self.ppo_update.generator, self.device),
-            "env": snapshot_env(self.env) if self.env is not None else None,
-            "episode_carry": self.episode_returns.carry,
-            "reward_norm": self.reward_norm.state_dict() if self.reward_norm else None,
+            **self.learner.state_dict(),  # optimizer, rng, env, episode_carry, reward_norm, program
             "tracking": self.tracker.state(),
         }
 
     def load_state_dict(self, state: dict[str, Any], path: str | Path = "") -> None:
         """Continue from a checkpoint `load_checkpoint` has read and checked. Weights that do not
         fit this run's networks raise CheckpointError before anything else is touched."""
-        check_weights(state, self.actor, self.critic, path, self.optimizer)
+        check_weights(state, self.actor, self.critic, path, self.learner.optimizer)
         self.progress = Progress(**state["progress"])
-        # Restore the envs through TorchRL's own reset path; where a backend cannot
-        # restore its envs, the episodes in flight restart and their partial returns go.
-        restored = self.env is not None and restore_env(self.env, state["env"])
-        self.collection.reset()
-        carry = state["episode_carry"]
-        self.episode_returns.carry = carry.to(self.device) if restored and carry is not None else None
-        if self.reward_norm is not None:
-            self.reward_norm.load_state_dict(state["reward_norm"])
-        restore_rng(state["rng"], self.ppo_update.generator, self.device)
+        self.learner.load_state_dict(state)
 
     def checkpoint(self, name: str) -> Path | None:
         """Write ``name`` in the run folder; None (and one line) if the disk refuses it: the
@@ -180,17 +147,14 @@ class Trainer:
         self.clock = Stopwatch(already=p.train_seconds)
         metrics, interrupted = {}, False
         try:
-            batches = self.collection.batches()
             while not self.finished():
-                self.last_batch = next(batches)
-                metrics = self._learn(self.last_batch)
-                self.collection.sync_weights()
+                metrics = self._learn()
                 self._after_update()
                 if not self.finished() and should_stop():
                     interrupted = True
                     break
         finally:
-            self.collection.shutdown()
+            self.learner.shutdown()
         p.train_seconds = self.clock.stop()
         if interrupted:
             kept = self.checkpoint("last.pt") or self.last_checkpoint
@@ -221,33 +185,33 @@ class Trainer:
             or (p.solved_at is not None and cfg.stop_when_solved)
         )
 
-    def _learn(self, batch: Any) -> dict[str, float]:
-        cfg, p = self.cfg, self.progress
-        returns = self.episode_returns(batch)
-        p.add_batch(batch.numel(), returns)
-        self.reporter.episodes(returns, p.solved_at is not None)
-        if cfg.anneal_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * max(0.0, 1.0 - (p.frames - batch.numel()) / cfg.frames)
-        if cfg.reward_scale != 1.0:
-            batch["next", "reward"] = batch["next", "reward"] * cfg.reward_scale
-        if self.reward_norm is not None:
-            self.reward_norm(batch)
+    @property
+    def last_batch(self) -> Any:
+        """The batch of the last update, with GAE's advantages (for --explain)."""
+        return self.learner.last_batch
+
+    def _learn(self) -> dict[str, float]:
+        p = self.progress
         try:
-            metrics = self.ppo_update(batch)
+            learned = self.learner.learn(p.frames)
         except NonFiniteError as err:
             kept = self.last_checkpoint or "none written yet"
             raise TrainingError(
-                f"update {p.updates + 1} (at {p.frames:,} frames): {err}; "
+                f"update {p.updates + 1} (at {p.frames + self.cfg.frames_per_batch:,} frames): {err}; "
                 f"training stopped, last good checkpoint: {kept}"
             ) from None
-        if self.obs_norm is not None:  # after the update: frozen while a batch is collected and learned
-            self.obs_norm.update(batch["observation"])
+        p.add_batch(learned.frames, learned.returns)
+        self.reporter.episodes(learned.returns, p.solved_at is not None)
         p.updates += 1
         fps = p.frames / max(self.clock.seconds(), 1e-9)
-        metrics.update(lr=self.optimizer.param_groups[0]["lr"], frames_per_second=fps)
-        if returns:
-            metrics["episode_return"] = sum(returns) / len(returns)
+        lr = self.cfg.lr * max(0.0, 1.0 - (p.frames - learned.frames) / self.cfg.frames)
+        metrics = {
+            **learned.metrics,
+            "lr": lr if self.cfg.anneal_lr else self.cfg.lr,
+            "frames_per_second": fps,
+        }
+        if learned.returns:
+            metrics["episode_return"] = sum(learned.returns) / len(learned.returns)
         self.tracker.log_metrics(metrics, step=p.frames)
         self.reporter.update(p.frames, fps)
         return metrics
