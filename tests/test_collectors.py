@@ -97,7 +97,7 @@ def test_frames_stay_exact_through_a_checkpoint_on_worker_processes(tmp_path):
     assert state["env"] is None  # no env state to restore on this backend
     second = Trainer(cfg, run_dir=tmp_path / "run")
     second.load_state_dict(state, interrupted.checkpoint)
-    assert second.episode_returns.carry is None  # the partial returns in flight are dropped
+    assert second.learner.episode_returns.carry is None  # the partial returns in flight are dropped
     result = second.run()
     assert result.frames == 4096 and result.updates == 16
 
