@@ -28,23 +28,23 @@ from ppo_torchrl.core.advantage import make_advantage
 from ppo_torchrl.core.loss import make_loss
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.update import NonFiniteError, make_update
-from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS, make_env, restore_env, snapshot_env
+from ppo_torchrl.envs.factory import make_env, restore_env, snapshot_env
 from ppo_torchrl.models.actor_critic import make_actor_critic
 from ppo_torchrl.models.encoders import ObservationNorm
-from ppo_torchrl.models.stacked import load_row, split_row, stack
+from ppo_torchrl.models.stacked import load_row, split_row
 from ppo_torchrl.run.checkpoint import restore_rng, rng_state
 from ppo_torchrl.run.collection import Collection
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.episodes import EpisodeReturns
 from ppo_torchrl.run.preflight import uses_program
 from ppo_torchrl.run.reward_norm import RewardNormalizer
-from ppo_torchrl.run.seeds_program import METRICS, SeedsProgram
+from ppo_torchrl.run.seeds_program import METRICS, start_program
 
 
 class Learned(NamedTuple):
     frames: int  # collected in this call
     returns: list[float]  # of the episodes that ended, in the order they ended
-    metrics: dict[str, float]  # the update's
+    metrics: dict[str, float]  # the update's, and the learning rate it ran at
 
 
 def make_learner(cfg: PPOConfig, device: torch.device, program: bool | None = None) -> Any:
@@ -60,16 +60,8 @@ class ProgramLearner:
 
     def __init__(self, cfg: PPOConfig, device: torch.device) -> None:
         self.cfg = cfg
-        dynamics = TORCH_NATIVE_ENVS[cfg.env]
-        torch.manual_seed(cfg.seed)  # the networks' initial weights, as every route draws them
-        actor, critic = make_actor_critic(dynamics(1), **cfg.network_options())
+        self.program, actor, critic = start_program(cfg, [cfg.seed], device)
         self.actor, self.critic = actor.to(device), critic.to(device)
-        (actor_row, actor_shapes), (critic_row, critic_shapes) = stack([actor]), stack([critic])
-        self.program = SeedsProgram(
-            cfg, [cfg.seed], dynamics, (actor_row, critic_row), (actor_shapes, critic_shapes), device
-        )
-        if cfg.compile:
-            self.program.compile(cudagraphs=cfg.cudagraphs)
 
     def describe(self) -> str:
         compiled = ", compiled (the first update compiles)" if self.cfg.compile else ""
@@ -89,6 +81,7 @@ class ProgramLearner:
         self._sync()
         ended, done = (x[0].T for x in program.last_ended)  # time-major: the order they ended
         out = {k: float(v[0]) for k, v in metrics.items() if k != "nonfinite"}
+        out["lr"] = float(program.lr)
         return Learned(cfg.frames_per_batch, ended[done].tolist(), out)
 
     def _sync(self) -> None:
@@ -195,7 +188,7 @@ class CollectorLearner:
         if self.obs_norm is not None:  # after the update: frozen while a batch is collected and learned
             self.obs_norm.update(batch["observation"])
         self.collection.sync_weights()
-        return Learned(batch.numel(), returns, metrics)
+        return Learned(batch.numel(), returns, {**metrics, "lr": self.optimizer.param_groups[0]["lr"]})
 
     def shutdown(self) -> None:
         self.collection.shutdown()

@@ -35,8 +35,10 @@ from torch.utils._pytree import tree_map
 from ppo_torchrl.core.functional import Learners, Minibatch, gae, make_step
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.streams import Streams, bits_at, to_uniform
+from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
 from ppo_torchrl.envs.native import TorchNativeEnv
-from ppo_torchrl.models.stacked import stacked_forward
+from ppo_torchrl.models.actor_critic import make_actor_critic
+from ppo_torchrl.models.stacked import stack, stacked_forward
 from ppo_torchrl.run.config import PPOConfig
 
 CHUNK = 32  # rollout steps per graph: 8-step chunks ran 10-20% slower, 128 compile for minutes
@@ -273,3 +275,25 @@ class SeedsProgram:
             k: torch.tensor(v, dtype=torch.int64, device=self.device) for k, v in state["drawn"].items()
         }
         self.episodes = (dev(state["episodes"][0]), dev(state["episodes"][1]))
+
+
+def start_program(
+    cfg: PPOConfig, seeds: list[int], device: torch.device
+) -> tuple[SeedsProgram, torch.nn.Module, torch.nn.Module]:
+    """The program for ``seeds`` on ``cfg``'s torch-native env, compiled if ``cfg.compile``,
+    each seed's networks drawn as a single run with ``--seed s`` draws them; and the first
+    seed's actor and critic as ordinary modules (CPU) holding those starting weights."""
+    dynamics = TORCH_NATIVE_ENVS[cfg.env]
+    actors, critics = [], []
+    for s in seeds:
+        torch.manual_seed(s)
+        actor, critic = make_actor_critic(dynamics(1), **cfg.network_options())
+        actors.append(actor)
+        critics.append(critic)
+    (actor_rows, actor_shapes), (critic_rows, critic_shapes) = stack(actors), stack(critics)
+    program = SeedsProgram(
+        cfg, seeds, dynamics, (actor_rows, critic_rows), (actor_shapes, critic_shapes), device
+    )
+    if cfg.compile:
+        program.compile(cudagraphs=cfg.cudagraphs)
+    return program, actors[0], critics[0]

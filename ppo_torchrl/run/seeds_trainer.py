@@ -26,11 +26,11 @@ import torch
 
 from ppo_torchrl.envs.factory import TORCH_NATIVE_ENVS
 from ppo_torchrl.models.actor_critic import make_actor_critic
-from ppo_torchrl.models.stacked import load_row, stack
+from ppo_torchrl.models.stacked import load_row
 from ppo_torchrl.run.config import PPOConfig
 from ppo_torchrl.run.preflight import check_seeds_config
 from ppo_torchrl.run.results import EvalPoint, stable_solve
-from ppo_torchrl.run.seeds_program import SeedsProgram
+from ppo_torchrl.run.seeds_program import start_program
 
 
 @dataclass
@@ -86,21 +86,8 @@ class SeedsTrainer:
         check_seeds_config(cfg)
         self.cfg, self.device = cfg, device
         self.seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
-        env_class = TORCH_NATIVE_ENVS[cfg.env]
-        actors, critics = [], []
-        for s in self.seeds:  # each seed's weights as the single-seed trainer draws them
-            torch.manual_seed(s)
-            actor, critic = make_actor_critic(
-                env_class(1), hidden_sizes=cfg.hidden_sizes, activation=cfg.activation
-            )
-            actors.append(actor.module[0].module)
-            critics.append(critic.module)
-        (actor_weights, actor_shapes), (critic_weights, critic_shapes) = stack(actors), stack(critics)
-        self.program = SeedsProgram(
-            cfg, self.seeds, env_class, (actor_weights, critic_weights), (actor_shapes, critic_shapes), device
-        )
-        if cfg.compile:
-            self.program.compile(cudagraphs=cfg.cudagraphs)
+        # each seed starts from the weights a single run with --seed s starts from
+        self.program, _, _ = start_program(cfg, self.seeds, device)
         self.frames = 0
         self.train_seconds = 0.0
         self.eval_seconds = 0.0

@@ -204,12 +204,7 @@ class Trainer:
         self.reporter.episodes(learned.returns, p.solved_at is not None)
         p.updates += 1
         fps = p.frames / max(self.clock.seconds(), 1e-9)
-        lr = self.cfg.lr * max(0.0, 1.0 - (p.frames - learned.frames) / self.cfg.frames)
-        metrics = {
-            **learned.metrics,
-            "lr": lr if self.cfg.anneal_lr else self.cfg.lr,
-            "frames_per_second": fps,
-        }
+        metrics = {**learned.metrics, "frames_per_second": fps}
         if learned.returns:
             metrics["episode_return"] = sum(learned.returns) / len(learned.returns)
         self.tracker.log_metrics(metrics, step=p.frames)
