@@ -123,6 +123,12 @@ class RLHFConfig(Config):
         "pi_ref likewise (greedy evaluation is the same at any T)",
         gt=0.0,
     )
+    sampler_dtype: str = _field(
+        "auto",
+        "arithmetic: the weights rollouts sample from: 'float32' (the policy itself) or 'bfloat16' "
+        "(a merged copy, ~2x faster decoding on a CPU with AVX512-BF16); auto: bfloat16 where fast",
+        choices=("auto", "float32", "bfloat16"),
+    )
     gradient_checkpointing: bool = _field(False, "recompute activations in the backward pass (less memory)")
     time_budget: float = _field(
         0.0, "arithmetic: stop RL before an update would end past this many minutes (0: no limit)", min=0.0

@@ -2,7 +2,8 @@
 GRPO (group advantages), through the core's `make_advantage`, `make_loss` and
 `make_update`, exactly as for CartPole and the toy pipeline.
 
-One update: sample completions with the KV cache (Hugging Face ``generate``), lay them
+One update: sample completions with the KV cache (`sampler.py`: the prompts' shared prefix
+once, each distinct prompt once, a bf16 copy of the policy where the CPU has bf16), lay them
 out as the [B, T] token-step TensorDict of `tokens.token_steps`, score them by the rule,
 put KL(pi || pi_ref) in the reward (per token) or in the loss (k3), and run the core's
 update. Each phase's seconds and tokens/s are reported with the learning metrics.
@@ -26,6 +27,7 @@ from ppo_torchrl.rlhf.config import RLHFConfig
 from ppo_torchrl.rlhf.real import heads
 from ppo_torchrl.rlhf.real.arithmetic import Problem, score
 from ppo_torchrl.rlhf.real.hub import Reference, chat_prompt_ids
+from ppo_torchrl.rlhf.real.sampler import Sampler, sample, sampler_dtype
 from ppo_torchrl.rlhf.tokens import REF_LOG_PROB, RefKLPenalty, group_advantages, shape_rewards, token_steps
 
 
@@ -36,6 +38,7 @@ class Completions:
     starts: torch.Tensor  # [B] prompt lengths
     lengths: torch.Tensor  # [B] completion tokens, the EOS included where one was written
     texts: list[str]
+    sampler_log_prob: torch.Tensor  # [B, N] log-prob of each completion token where it was sampled
 
 
 class RuleRLStage:
@@ -69,6 +72,7 @@ class RuleRLStage:
         for trunk in {self.trunk, getattr(self, "critic_trunk", self.trunk)}:
             self.update.optimizer.register_step_post_hook(trunk.clear)
         self._prompt_ids: dict[str, list[int]] = {}
+        self.sampler = Sampler(lm, sampler_dtype(cfg.sampler_dtype, lm))
 
     # --- sampling -------------------------------------------------------------------------------
     def prompt_ids(self, problem: Problem) -> list[int]:
@@ -77,38 +81,26 @@ class RuleRLStage:
         return self._prompt_ids[problem.question]
 
     @torch.no_grad()
-    def generate(self, problems: list[Problem], greedy: bool) -> Completions:
-        """Completions with the KV cache, prompts left-padded for ``generate``, then laid out
-        right-padded (prompt at column 0) as the loss reads them. A completion ends at its
-        first EOS, which it keeps: with pad == eos, what follows is padding."""
-        tok, device = self.tokenizer, next(self.lm.parameters()).device
+    def generate(self, problems: list[Problem], greedy: bool, exact: bool = False) -> Completions:
+        """Completions, laid out right-padded (prompt at column 0) as the loss reads them. A
+        completion ends at its first EOS, which it keeps: with pad == eos, what follows is
+        padding. Sampled from the sampler (`sampler.py`) unless ``greedy`` or ``exact``: then
+        from the policy itself, as evaluation reads it."""
+        tok = self.tokenizer
         prompts = [self.prompt_ids(p) for p in problems]
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for b, p in enumerate(prompts):
-            ids[b, width - len(p) :], mask[b, width - len(p) :] = torch.tensor(p), 1
-        sampling = (
-            {"do_sample": False}
-            if greedy
-            else {"do_sample": True, "temperature": self.cfg.temperature, "top_k": 0, "top_p": 1.0}
-        )
         training = self.lm.training  # True only with gradient checkpointing (hub.with_adapter)
         self.lm.eval()  # the KV cache: checkpointing in training mode would switch it off
-        out = self.lm.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=self.cfg.max_new_tokens,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            use_cache=True,
-            repetition_penalty=1.0,
-            **sampling,
-        )[:, width:].cpu()
+        lm = self.lm if greedy or exact else self.sampler.lm
+        temperature = None if greedy else self.cfg.temperature
+        out, log_prob = sample(
+            lm, prompts, self.cfg.max_new_tokens, tok.pad_token_id, tok.eos_token_id, temperature
+        )
         self.lm.train(training)
+        out, device = out.cpu(), log_prob.device
         is_eos = out == tok.eos_token_id
         lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, out.shape[1])
         starts = torch.tensor([len(p) for p in prompts])
+        width = max(len(p) for p in prompts)
         sequence = torch.full((len(prompts), width + out.shape[1]), tok.pad_token_id, dtype=torch.long)
         texts = []
         for b, p in enumerate(prompts):
@@ -116,7 +108,9 @@ class RuleRLStage:
             sequence[b, : len(p)] = torch.tensor(p)
             sequence[b, len(p) : len(p) + n] = out[b, :n]
             texts.append(tok.decode(out[b, :n].tolist(), skip_special_tokens=True))
-        return Completions(problems, sequence.to(device), starts.to(device), lengths.to(device), texts)
+        return Completions(
+            problems, sequence.to(device), starts.to(device), lengths.to(device), texts, log_prob
+        )
 
     def scores(self, done: Completions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         parts = [score(p, t, self.cfg.format_coef) for p, t in zip(done.problems, done.texts, strict=True)]
@@ -139,6 +133,9 @@ class RuleRLStage:
         reward, exact, bare = self.scores(done)
         valid = batch["collector", "mask"]
         kl_k1 = torch.where(valid, batch["action_log_prob"] - ref, 0.0).sum(1)
+        # How far the sampler (a bf16 copy) is from the policy the loss reads: k3, per token.
+        log_r = batch["action_log_prob"] - done.sampler_log_prob[:, : batch.shape[1]]
+        sampler_kl = float(torch.where(valid, torch.expm1(log_r) - log_r, 0.0).sum() / valid.sum())
         in_reward = cfg.beta if cfg.kl_in == "reward" else 0.0
         if cfg.kl_in == "loss":
             batch[REF_LOG_PROB] = ref
@@ -155,6 +152,7 @@ class RuleRLStage:
             "exact": float(exact.mean()) * 100,
             "format": float(bare.mean()) * 100,
             "kl_to_ref": float(kl_k1.mean()),
+            "sampler_kl": sampler_kl,
             "response_length": float(done.lengths.float().mean()),
             "generate_seconds": generated - started,
             "generate_tokens_per_second": tokens / (generated - started),
@@ -170,6 +168,7 @@ class RuleRLStage:
         self.update.minibatch_size = min(self.cfg.minibatch_size, valid)
         out = self.update(batch)
         self.trunk.clear()
+        self.sampler.sync()
         seconds = time.perf_counter() - started
         metrics.update(out)
         metrics.update(update_seconds=seconds, update_tokens_per_second=valid * self.update.epochs / seconds)
@@ -200,7 +199,7 @@ class RuleRLStage:
             length += float(done.lengths.sum())
             texts += done.texts
         seconds = time.perf_counter() - started
-        done = self.generate(problems[:kl_prompts], greedy=False)
+        done = self.generate(problems[:kl_prompts], greedy=False, exact=True)
         batch = token_steps(done.sequence, done.starts, done.lengths, int(done.lengths.max()))
         with set_exploration_type(ExplorationType.RANDOM):
             log_prob = self.actor.get_dist(batch).log_prob(batch["action"])
