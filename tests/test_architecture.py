@@ -7,7 +7,8 @@
     run/              one training run: trainer, evaluation, checkpoints, progress
     tracking/         MLflow, off the critical path: imports nothing above fields.py
     core/ envs/ models/   the PPO core, env adapters, networks: none imports another
-    fields.py device.py   validated parameter dataclasses; the device setting
+    fields.py device.py files.py   validated parameter dataclasses; the device setting;
+                      atomic writes and the disk's one-line errors
 
 Every import statement is read from the source (those inside functions and TYPE_CHECKING
 blocks too), so a lazy import cannot hide a wrong-way dependency. docs/architecture.md
@@ -34,16 +35,17 @@ ENTRY_POINTS = {
 # What each layer may import from the package (besides itself).
 ALLOWED = {
     "fields": set(),
+    "files": set(),
     "lazy": set(),
     "device": {"fields"},
     "core": {"fields", "lazy"},
     "envs": {"fields"},
     "models": set(),
     "tracking": {"fields"},
-    "run": {"fields", "device", "core", "envs", "models", "tracking"},
-    "cli": {"fields", "device", "run", "tracking"},
-    "rlhf": {"fields", "device", "core", "tracking"},
-    "sweep": {"fields", "envs", "cli", "run", "tracking"},
+    "run": {"fields", "files", "device", "core", "envs", "models", "tracking"},
+    "cli": {"fields", "files", "device", "run", "tracking"},
+    "rlhf": {"fields", "files", "device", "core", "tracking"},
+    "sweep": {"fields", "files", "envs", "cli", "run", "tracking"},
 }
 # The training code itself: what a sweep runs as processes of its own, never imports.
 TRAINERS = {

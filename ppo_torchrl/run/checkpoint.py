@@ -37,17 +37,16 @@ builds. Anything else is a `CheckpointError` with a one-line message.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ppo_torchrl.fields import ConfigError
+from ppo_torchrl.files import write_atomically
 from ppo_torchrl.run.checkpoint_schema import FIELDS, FORMAT_VERSION, check_fields, one_line, upgrade
 from ppo_torchrl.run.config import PPOConfig
-from ppo_torchrl.run.errors import CheckpointError, DiskWriteError
+from ppo_torchrl.run.errors import CheckpointError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,34 +54,11 @@ if TYPE_CHECKING:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (the format's fields) to ``path`` atomically and return the path."""
-    path = Path(path)
     # Serialised in memory first: torch.save turns a failed write (a full disk) into an opaque
     # RuntimeError; a plain write keeps the OSError and its errno. Checkpoints are small.
     buffer = io.BytesIO()
     torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getbuffer())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-    except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise DiskWriteError(path, err) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(Path(path), buffer.getbuffer())
 
 
 def checkpoint_path(path: str | Path) -> Path:
