@@ -2,25 +2,59 @@
 with ``--model`` / ``--model-path --gguf-file`` / ``--task arithmetic``, RL on a real language
 model with a rule reward (real/); each reports its result in one paragraph.
 
-Exit status: 0 done; 2 bad input (one line, nothing started); 130 interrupted.
+A real-model run writes ``checkpoint.pt`` into its folder after every update; SIGINT or
+SIGTERM stops it at once (an update takes tens of seconds on a CPU: too long to wait for),
+ends its MLflow run KILLED and prints how to go on: ``--resume RUN_FOLDER`` continues it
+exactly (the same run, the same result), with ``--rl-updates`` / ``--time-budget`` the
+only flags that may change.
+
+Exit status: 0 done; 2 bad input (one line, nothing started); 3 trained to the end but a
+file it leaves could not be written (one line each, naming what was kept); 130 / 143 after
+SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from ppo_torchrl.cli.flags import OneLineArgumentParser, add_config_flags, config_from_args
 from ppo_torchrl.fields import ConfigError, load_config_file
+from ppo_torchrl.files import CheckpointError
 from ppo_torchrl.rlhf.config import RLHFConfig
 from ppo_torchrl.tracking.send import TrackingError
 
 INSTALL = {"toy": "pip install -e '.[rlhf]'", "real": "pip install -e '.[rlhf-real]'"}
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the program is: the run stops at once."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as err:  # a signal; the run, if one started, has ended KILLED
+        print(f"interrupted ({err})" if isinstance(err, Stopped) else "interrupted", file=sys.stderr)
+        return 128 + (err.signum if isinstance(err, Stopped) else signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = OneLineArgumentParser(
         prog="python -m ppo_torchrl.rlhf",
         allow_abbrev=False,
@@ -29,27 +63,50 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of RLHFConfig fields; flags override it")
     parser.add_argument("--summary-json", metavar="PATH", help="write the results as JSON here")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_FOLDER",
+        help="go on with a real-model run from its folder's checkpoint.pt (its config; only "
+        "--rl-updates, --time-budget, --sample-every may change)",
+    )
     add_config_flags(parser, RLHFConfig)
     args = parser.parse_args(argv)
     kind = "toy"
     try:
-        in_file = load_config_file(args.config, RLHFConfig) if args.config else {}
-        cfg = config_from_args(args, RLHFConfig, in_file)
+        resume = None
+        if args.resume:
+            cfg, resume = _resume(args)
+        else:
+            in_file = load_config_file(args.config, RLHFConfig) if args.config else {}
+            cfg = config_from_args(args, RLHFConfig, in_file)
         kind = "real" if cfg.task == "arithmetic" else "toy"
-        summary = (_real if kind == "real" else _toy)(cfg)
-    except (ConfigError, TrackingError) as err:
+        summary = _real(cfg, resume) if kind == "real" else _toy(cfg)
+    except (ConfigError, TrackingError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except ImportError as err:  # an extra that is not installed
         print(f"error: this pipeline needs {err.name}: {INSTALL[kind]}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     print(_report(cfg, summary))
+    errors = summary.get("write_errors", [])
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
-    return 0
+        try:
+            Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as err:
+            errors.append(f"summary not written: cannot write {args.summary_json} ({err.strerror})")
+    for line in errors:  # the run trained to its end; some of what it leaves is not on disk
+        print(f"error: {line}; last intact checkpoint: {summary.get('checkpoint', 'none')}", file=sys.stderr)
+    return 3 if errors else 0
+
+
+def _resume(args: Any) -> tuple[RLHFConfig, tuple[dict[str, Any], Path]]:
+    if args.config:
+        raise ConfigError("resume: --config cannot be combined with --resume (a run keeps its config)")
+    from ppo_torchrl.rlhf.real.checkpoint import load_state, resumed_config
+
+    state, path = load_state(args.resume)
+    given = {name: getattr(args, name) for name in RLHFConfig.field_names() if hasattr(args, name)}
+    return resumed_config(state, given, path), (state, path)
 
 
 def _toy(cfg: RLHFConfig) -> dict[str, Any]:
@@ -63,7 +120,7 @@ def _toy(cfg: RLHFConfig) -> dict[str, Any]:
     return run_pipeline(cfg)
 
 
-def _real(cfg: RLHFConfig) -> dict[str, Any]:
+def _real(cfg: RLHFConfig, resume: tuple[dict[str, Any], Path] | None) -> dict[str, Any]:
     from ppo_torchrl.rlhf.common import quiet_transformers
     from ppo_torchrl.rlhf.real.hub import locate
 
@@ -71,7 +128,7 @@ def _real(cfg: RLHFConfig) -> dict[str, Any]:
     quiet_transformers()
     from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
 
-    return run_rule_pipeline(cfg)
+    return run_rule_pipeline(cfg, resume=resume)
 
 
 def _report(cfg: RLHFConfig, s: dict[str, Any]) -> str:

@@ -21,15 +21,24 @@ from ppo_torchrl.tracking.tracker import NullTracker, Tracker
 SIGNAL_WAIT = 3.0  # seconds a run stopped by Ctrl-C waits for tracking (as train's)
 
 
-def open_run(cfg: RLHFConfig, run_name: str) -> tuple[Tracker, Path]:
+def open_run(
+    cfg: RLHFConfig,
+    run_name: str,
+    resume: tuple[dict[str, Any], Path] | None = None,
+    hold_metrics: bool = False,
+) -> tuple[Tracker, Path]:
     """The pipeline's tracker (MLflow, or none) and its output folder,
     ``output_dir/<run id or algo-seed-time>``; from here on every record goes through the
-    folder's journal (tracking/journal.py)."""
+    folder's journal (tracking/journal.py). ``resume``: (a checkpoint's tracker state, the
+    run's folder) to go on with. ``hold_metrics``: metrics wait until a checkpoint covers
+    them (``tracker.flush()``), so that a resumed run sends each one once."""
     tracker: Tracker = NullTracker()
+    state, folder = resume if resume else ({}, None)
     if cfg.track:
-        tracker = MlflowTracker(cfg.params(TrackingParams), cfg.to_dict(), run_name, hold_metrics=False)
+        params = cfg.params(TrackingParams)
+        tracker = MlflowTracker(params, cfg.to_dict(), run_name, state or None, hold_metrics=hold_metrics)
     name = tracker.run_id or time.strftime(f"{cfg.algo}-seed{cfg.seed}-%Y%m%d-%H%M%S")
-    out_dir = Path(cfg.output_dir) / name
+    out_dir = (folder or Path(cfg.output_dir) / name).resolve()  # lines that name it work from any cwd
     out_dir.mkdir(parents=True, exist_ok=True)
     tracker.open(out_dir)
     return tracker, out_dir
@@ -38,13 +47,13 @@ def open_run(cfg: RLHFConfig, run_name: str) -> tuple[Tracker, Path]:
 @contextmanager
 def tracked(tracker: Tracker) -> Iterator[Tracker]:
     """Start ``tracker``'s run if it waits to be started (a stage), and end it with its true
-    status: FINISHED, KILLED (Ctrl-C) or FAILED."""
+    status: FINISHED, KILLED (a signal) or FAILED."""
     if isinstance(tracker, ChildTracker):
         tracker.start()
     try:
         yield tracker
-    except KeyboardInterrupt:
-        tracker.end("KILLED", wait=SIGNAL_WAIT)
+    except KeyboardInterrupt:  # metrics no checkpoint covers stay unsent: a resume logs them once
+        tracker.end("KILLED", flush=False, wait=SIGNAL_WAIT)
         raise
     except BaseException:
         tracker.end("FAILED")

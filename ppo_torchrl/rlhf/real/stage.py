@@ -46,6 +46,7 @@ class RuleRLStage:
 
     def __init__(self, cfg: RLHFConfig, tokenizer, lm: nn.Module, critic_lm: nn.Module | None = None) -> None:
         self.cfg, self.tokenizer, self.lm = cfg, tokenizer, lm
+        self.critic_lm = critic_lm  # --value-model copy's LM, or None
         torch.manual_seed(cfg.seed)  # generate() samples from torch's global generator
         body, vocab_head = heads.body_and_head(lm)
         self.trunk = heads.Trunk(body, cached=True)
