@@ -179,7 +179,6 @@ def test_evaluate_reproduces_the_runs_final_evaluation_with_its_statistics(
         (["--env", "FrozenLake-v1", "--env-kwargs", "oops"], ["env_kwargs", "key=value"]),
         (["--env", "no_such_module:Foo-v0"], ["cannot import module"]),
         (["--preset", "NoSuchEnv-v0"], ["preset", "available"]),
-        (["--env", "ALE/Pong-v5"], ["ale-py", "pip install -e '.[atari]'"]),  # ale-py is not a test extra
     ],
 )
 def test_bad_env_input_is_one_line_exit_2(args, words, store: str, capsys) -> None:

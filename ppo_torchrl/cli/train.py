@@ -125,7 +125,7 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
             cfg, preset = new_run_config(args)
         # Checkpoints (and videos) go to the resumed run's folder or under checkpoint_dir.
         check_writable_folder(path.parent if path else Path(cfg.checkpoint_dir), "checkpoint_dir")
-        from ppo_torchrl.run.preflight import check_run, uses_program  # torch and TorchRL load here
+        from ppo_torchrl.run.preflight import check_run, env_wrappers, uses_program  # torch, TorchRL load
 
         check_run(cfg)
         if args.summary_json and not Path(args.summary_json).parent.is_dir():
@@ -133,6 +133,8 @@ def _main(argv: list[str] | None, stop: StopSignal) -> int:
         if args.dry_run:
             print(f"preset: {preset or 'none'}")
             print("\n".join(f"{k}: {v}" for k, v in cfg.to_dict().items()))
+            if wrappers := env_wrappers(cfg):
+                print(f"env wrappers: {wrappers}")
             return 0
         if stop.requested():
             return stop.exit_code  # stopped before anything started

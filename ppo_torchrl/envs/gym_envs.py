@@ -26,6 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ppo_torchrl.envs.atari import FRAME_SKIP, is_atari, wrap_atari
 from ppo_torchrl.fields import ConfigError
 
 # Where a family of envs lives -> the project extra that installs its dependency.
@@ -73,15 +74,21 @@ def extra_for(env_id: str) -> str | None:
     return next((extra for prefix, extra in EXTRAS.items() if entry.startswith(prefix)), None)
 
 
-def make_gym_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None, **make_kwargs: Any) -> gym.Env:
-    """``gymnasium.make(env_id, **env_kwargs)`` with the observation encoding above."""
+def make_gym_env(
+    env_id: str, env_kwargs: Mapping[str, Any] | None = None, *, training: bool = False, **make_kwargs: Any
+) -> gym.Env:
+    """``gymnasium.make(env_id, **env_kwargs)`` with the observation encoding above; an Atari
+    id gets the DeepMind preprocessing (atari.py), its learning-only parts when ``training``."""
     spec = env_spec(env_id)
+    atari = is_atari(spec)
     if extra_for(env_id) == "mujoco":
         _quiet_mujoco_deprecations()
+    check_env_kwargs(env_id, env_kwargs)
+    kwargs = {"frameskip": 1, **(env_kwargs or {})} if atari else dict(env_kwargs or {})
     try:
         # The passive checker wraps every step of every env; gymnasium's full check is
         # gymnasium.utils.env_checker.check_env, for whoever writes an env.
-        env = gym.make(spec, **dict(env_kwargs or {}), disable_env_checker=True, **make_kwargs)
+        env = gym.make(spec, **kwargs, disable_env_checker=True, **make_kwargs)
     except gym.error.DependencyNotInstalled as err:
         extra = extra_for(env_id)
         hint = f"install it with: pip install -e '.[{extra}]'" if extra else "install the package it names"
@@ -93,9 +100,20 @@ def make_gym_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None, **mak
         if env_kwargs:
             raise ConfigError(f"env_kwargs: {env_id} does not take {dict(env_kwargs)!r} ({err})") from None
         raise
+    if atari:
+        env = wrap_atari(env, training)
     if isinstance(env.action_space, gym.spaces.Box):
         env = ClipToBounds(env)
     return encode_observations(env)
+
+
+def check_env_kwargs(env_id: str, env_kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse the kwargs the wrappers here set themselves (Atari's frame skip)."""
+    if is_atari(env_spec(env_id)) and "frameskip" in (env_kwargs or {}):
+        raise ConfigError(
+            f"env_kwargs: {env_id} takes no frameskip here: the Atari preprocessing skips {FRAME_SKIP} "
+            "frames with max-pooling on an env made with frameskip=1"
+        )
 
 
 class ClipToBounds(gym.ActionWrapper):

@@ -5,7 +5,8 @@ ClipPPOLoss reads); the critic writes ``state_value``.
 
 - Encoder, from the observation spec: a float vector goes straight into the MLPs, through
   a shared running `ObservationNorm` when asked for; pixels (uint8, 2 or 3 dims) go through
-  a `NatureCNN` per network, then a linear head.
+  one `NatureCNN` that both networks share (as CleanRL's and TorchRL's Atari PPO do: the
+  value loss shapes the features too), then a linear head each.
 - Head, from the action spec: one Discrete gets a Categorical over logits; a vector of
   discrete choices (MultiDiscrete, MultiBinary) a `MultiCategorical`; a bounded Box a
   TanhNormal squashed into the bounds, or (``continuous_actions="normal"``, and for an
@@ -83,11 +84,11 @@ def make_actor_critic(
     action_spec: TensorSpec = env.full_action_spec_unbatched["action"].to(device)
     pixels = is_pixels(obs_spec)
     norm = ObservationNorm(observation_size(env)) if normalize_observations and not pixels else None
+    cnn = NatureCNN(tuple(obs_spec.shape)) if pixels else None
 
     def network(out_features: int, out_gain: float) -> nn.Module:
         """An MLP (CNN + linear head for pixels) behind the shared normaliser, if any."""
-        if pixels:
-            cnn = NatureCNN(tuple(obs_spec.shape))
+        if cnn is not None:
             return nn.Sequential(cnn, _mlp(cnn.out_features, out_features, (), activation, out_gain))
         mlp = _mlp(observation_size(env), out_features, hidden_sizes, activation, out_gain)
         return nn.Sequential(norm, mlp) if norm is not None else mlp

@@ -10,6 +10,8 @@ stored at collection and those the loss recomputes see the same inputs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -71,6 +73,11 @@ class NatureCNN(nn.Module):
             n_flat = self.convs(torch.zeros(1, c, h, w)).shape[-1]
         self.head = nn.Sequential(nn.Linear(n_flat, features), nn.ReLU())
         self.out_features = features
+        # Orthogonal weights with gain sqrt(2) for ReLU layers, zero biases: CleanRL's layer_init.
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+                nn.init.zeros_(layer.bias)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         lead = pixels.shape[: pixels.dim() - self.image_dims]

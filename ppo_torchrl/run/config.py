@@ -58,8 +58,9 @@ class PPOConfig(Config):
     env_backend: str = _field(
         "auto",
         "training env backend: 'gymnasium' (GymWrapper over a gymnasium vector env), 'torch' "
-        "(torch-native batched copy: CartPole-v1, Acrobot-v1) or 'auto' (torch where it exists)",
-        choices=("auto", "gymnasium", "torch"),
+        "(torch-native batched copy: CartPole-v1, Acrobot-v1), 'envpool' (EnvPool's C++ threads: "
+        "Atari and MuJoCo ids; pip install -e '.[envpool]') or 'auto' (torch where it exists)",
+        choices=("auto", "gymnasium", "torch", "envpool"),
     )
     torch_threads: int = _field(
         0,

@@ -4,6 +4,10 @@ The collector hands over [num_envs, T] batches whose episodes straddle batch bou
 `EpisodeReturns` carries each env's partial return from one batch to the next and yields
 the returns of the episodes that ended, in the order they ended. It does with a few tensor
 ops per batch what a per-step ``RewardSum`` transform does inside every env step.
+
+Where the env reports a true game score beside a reward shaped for learning (Atari:
+``("next", "game_reward")`` unclipped, ``("next", "game_over")`` at the real end of the game
+rather than at each lost life), the returns are those games' scores.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ class EpisodeReturns:
 
     def __call__(self, batch: TensorDictBase) -> list[float]:
         """Undiscounted returns of the episodes that ended in ``batch`` ([num_envs, T])."""
-        reward = batch["next", "reward"].reshape(*batch.batch_size, -1).sum(-1).double()
-        done = batch["next", "done"].reshape(batch.batch_size)
+        scored = ("next", "game_reward") in batch.keys(True)
+        reward_key, done_key = ("game_reward", "game_over") if scored else ("reward", "done")
+        reward = batch["next", reward_key].reshape(*batch.batch_size, -1).sum(-1).double()
+        done = batch["next", done_key].reshape(batch.batch_size)
         n, t = done.shape
         device = done.device
         if self.carry is None:

@@ -22,6 +22,7 @@ from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from ppo_torchrl.envs.atari import is_atari
 from ppo_torchrl.envs.gym_envs import env_spec, make_gym_env, needs_encoding
 
 # Evaluation seeds start far from training seeds so that evaluation episodes are not
@@ -87,7 +88,8 @@ def _run_episodes(
     so the vector env's autoreset mode does not matter)."""
     envs = None
     spec = env_spec(env_id)
-    if spec.vector_entry_point is not None and not env_kwargs:
+    # ale-py's own vector env preprocesses Atari its own way, not as training did.
+    if spec.vector_entry_point is not None and not env_kwargs and not is_atari(spec):
         envs = gym.make_vec(spec.id, num_envs=n, vectorization_mode="vector_entry_point")
         if needs_encoding(envs.single_observation_space):
             envs.close()

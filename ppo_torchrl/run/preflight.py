@@ -38,6 +38,14 @@ def uses_program(cfg: PPOConfig) -> bool:
     )
 
 
+def env_wrappers(cfg: PPOConfig) -> str | None:
+    """What wraps the env beyond gymnasium's own (Atari's preprocessing), for ``--dry-run``."""
+    from ppo_torchrl.envs import atari
+    from ppo_torchrl.envs.gym_envs import env_spec
+
+    return atari.describe(training=True) if atari.is_atari(env_spec(cfg.env)) else None
+
+
 def check_run(cfg: PPOConfig) -> None:
     """Every check below, cheapest first."""
     check_outputs(cfg)
