@@ -151,3 +151,30 @@ def test_cli_shows_the_wrappers_and_refuses_a_frameskip() -> None:
         "error: env_kwargs: ALE/Pong-v5 takes no frameskip here: the Atari preprocessing skips 4 "
         "frames with max-pooling on an env made with frameskip=1"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["gymnasium", "envpool"])
+def test_a_trained_atari_policy_is_a_video_and_an_mlflow_model(backend: str, store: str, tmp_path) -> None:
+    """A short Breakout run on either backend: its MLflow model takes the stacked frames
+    (uint8 [N, 4, 84, 84]) and answers with actions; its video is the game's own pictures."""
+    import json
+
+    import mlflow
+
+    from ppo_torchrl.cli.train import main as train_main
+
+    if backend == "envpool":
+        pytest.importorskip("envpool")
+    summary = tmp_path / "summary.json"
+    args = ["--env", "ALE/Breakout-v5", "--env-backend", backend, "--frames", "1024"]
+    args += ["--eval-episodes", "1", "--video", "--summary-json", str(summary)]
+    assert train_main(args) == 0
+    result = json.loads(summary.read_text())
+    model = mlflow.pyfunc.load_model(f"runs:/{result['run_id']}/policy")
+    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 4, 84, 84)
+    frames = np.stack([make_gym_env("ALE/Breakout-v5").reset(seed=s)[0] for s in range(3)])
+    actions = np.asarray(model.predict(frames))
+    assert actions.shape == (3,) and set(actions.tolist()) <= {0, 1, 2, 3}
+    videos = list(tmp_path.rglob("videos/*.gif"))
+    assert videos and videos[0].stat().st_size > 10_000

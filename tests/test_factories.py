@@ -245,3 +245,63 @@ def test_the_trainer_collects_with_the_very_networks_it_updates() -> None:
     assert learner.env.reset()["observation"].device == trainer.device
     assert {p.device for p in learner.loss_module.parameters()} == {trainer.device}
     learner.shutdown()
+
+
+def test_pixels_share_one_cnn_pass_per_minibatch_in_the_loss() -> None:
+    """For pixels the loss runs the CNN once (the actor's pass) and the value head on its
+    features: the same losses and the same gradients, to float precision, as running the
+    whole critic again on the observations."""
+    import tests.toy_envs  # noqa: F401  (registers MatchPixels-v0)
+    from ppo_torchrl.models.actor_critic import loss_critic
+
+    env = make_env("tests.toy_envs:MatchPixels-v0", 4, seed=0, backend="gymnasium")
+    torch.manual_seed(0)
+    actor, critic = make_actor_critic(env)
+    with torch.no_grad():
+        batch = env.rollout(8, actor, break_when_any_done=False).reshape(-1)
+        critic(batch)
+    batch["advantage"] = torch.randn(batch.shape[0], 1)
+    batch["value_target"] = batch["state_value"] + torch.randn_like(batch["state_value"])
+    params = LossParams(clip_epsilon=0.1, entropy_coef=0.01, critic_coef=0.5, clip_value=True)
+    results = []
+    for critic_module in (critic, loss_critic(critic)):
+        loss = make_loss(params, actor, critic_module)
+        out = loss(batch.clone())
+        total = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+        grads = torch.autograd.grad(
+            total, list(actor.parameters()) + list(critic.parameters()), allow_unused=True
+        )
+        results.append((out, grads))
+    (full, full_grads), (shared, shared_grads) = results
+    assert loss_critic(critic) is not critic
+    for key in ("loss_objective", "loss_critic", "loss_entropy"):
+        torch.testing.assert_close(shared[key], full[key])
+    for a, b in zip(full_grads, shared_grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+    assert any(g is not None and g.abs().sum() > 0 for g in shared_grads[: len(list(actor.parameters()))])
+
+
+def test_single_value_call_gae_equals_two_calls_across_truncations() -> None:
+    """GAE's one critic call over T + 4 observations gives the two-call advantages exactly,
+    time-limit truncations (whose true final observation it must insert) included."""
+    from dataclasses import replace
+
+    env = make_env("CartPole-v1", 3, seed=0, backend="gymnasium", env_kwargs={"max_episode_steps": 20})
+    torch.manual_seed(0)
+    actor, critic = make_actor_critic(env)
+    with torch.no_grad():
+        batch = env.rollout(64, actor, break_when_any_done=False)
+    batch.refine_names(None, "time")
+    truncated = batch["next", "truncated"]
+    assert truncated.any() and not batch["next", "terminated"][truncated].any()
+    params = GAEParams(gamma=0.99, lam=0.95)
+    two, one = batch.clone(), batch.clone()
+    with torch.no_grad():
+        make_advantage(params, critic)(two)
+        make_advantage(replace(params, single_value_call=True), critic)(one)
+    valid = one["shifted_valid"]
+    assert valid.all()  # a few truncations an env: within the budget, nothing displaced
+    torch.testing.assert_close(one["advantage"], two["advantage"])
+    torch.testing.assert_close(one["value_target"], two["value_target"])

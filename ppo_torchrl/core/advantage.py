@@ -13,6 +13,8 @@ from torchrl.objectives.value import GAE
 from ppo_torchrl.core.devices import module_device
 from ppo_torchrl.core.params import GAEParams
 
+SHIFTED_BUDGET = 4
+
 
 def make_advantage(params: GAEParams, critic: TensorDictModule) -> GAE:
     """GAE(gamma, lambda) over the critic, with its buffers on the critic's device.
@@ -23,6 +25,11 @@ def make_advantage(params: GAEParams, critic: TensorDictModule) -> GAE:
     vectorized path (TorchRL 0.14) truncates the (gamma*lambda)^k series one term early
     and fails outright for lambda = 0, while being no faster at PPO batch sizes
     (specs/test_gae.py holds both cases).
+
+    ``single_value_call`` values ``observation[0..T-1]`` and the last ``("next", ...)`` in one
+    call, with the true final observation of each time-limit truncation inserted (up to
+    ``SHIFTED_BUDGET - 1`` a rollout per env before later steps are marked invalid in
+    ``shifted_valid``, which PPOUpdate leaves out; terminations cost nothing).
     """
     return GAE(
         gamma=params.gamma,
@@ -31,4 +38,6 @@ def make_advantage(params: GAEParams, critic: TensorDictModule) -> GAE:
         average_gae=False,
         vectorized=False,
         device=module_device(critic),
+        shifted=params.single_value_call,
+        shifted_budget=SHIFTED_BUDGET,
     )

@@ -31,6 +31,11 @@ class GAEParams(Config):
     lam: float = config_field(
         0.95, "GAE lambda: 0 gives the TD error, 1 the Monte-Carlo return", min=0.0, max=1.0
     )
+    single_value_call: bool = config_field(
+        False,
+        "value the T observations and the T next ones in one critic call over T + 4 (TorchRL's "
+        "shifted GAE, exact at time limits): half the critic's work, for costly critics (a CNN)",
+    )
 
 
 @dataclass(frozen=True)

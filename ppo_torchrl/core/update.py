@@ -19,6 +19,7 @@ from ppo_torchrl.core.params import UpdateParams
 # TorchRL's collector marks real (non-padding) steps here; steps marked False carry no
 # learning signal and are dropped before minibatching.
 VALID_KEY = ("collector", "mask")
+SHIFTED_VALID_KEY = "shifted_valid"
 
 
 class NonFiniteError(ArithmeticError):
@@ -77,6 +78,9 @@ class PPOUpdate:
                 self.advantage_module(batch)
         steps = batch.reshape(-1)
         valid = steps.get(VALID_KEY, None)
+        shifted = steps.get(SHIFTED_VALID_KEY, None)  # GAE's single value call displaced these
+        if shifted is not None:
+            valid = shifted if valid is None else valid & shifted.reshape(valid.shape)
         if valid is not None:
             steps = steps[valid.reshape(-1)]
         # Shuffle only what the loss reads: the batch also carries next-step entries,

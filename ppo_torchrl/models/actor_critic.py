@@ -24,7 +24,12 @@ import math
 from collections.abc import Callable
 
 import torch
-from tensordict.nn import AddStateIndependentNormalScale, TensorDictModule
+from tensordict.nn import (
+    AddStateIndependentNormalScale,
+    TensorDictModule,
+    TensorDictModuleBase,
+    TensorDictSequential,
+)
 from torch import nn
 from torchrl.data import Bounded, Categorical, OneHot, TensorSpec
 from torchrl.envs import EnvBase
@@ -34,6 +39,7 @@ from ppo_torchrl.models.distributions import MultiCategorical
 from ppo_torchrl.models.encoders import NatureCNN, ObservationNorm
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+FEATURES = "features"  # the shared CNN's output, for pixels
 
 
 def _mlp(
@@ -74,6 +80,7 @@ def make_actor_critic(
     device: torch.device | str | None = None,
     normalize_observations: bool = False,
     continuous_actions: str = "tanh_normal",
+    cnn_precision: str = "fp32",
 ) -> tuple[ProbabilisticActor, ValueOperator]:
     """Build the policy and the value function for ``env``'s observation and action specs,
     on ``device`` (default CPU). Weights are drawn from torch's global generator: seed it
@@ -84,28 +91,53 @@ def make_actor_critic(
     action_spec: TensorSpec = env.full_action_spec_unbatched["action"].to(device)
     pixels = is_pixels(obs_spec)
     norm = ObservationNorm(observation_size(env)) if normalize_observations and not pixels else None
-    cnn = NatureCNN(tuple(obs_spec.shape)) if pixels else None
+    cnn = NatureCNN(tuple(obs_spec.shape), bf16=cnn_precision == "bf16") if pixels else None
 
     def network(out_features: int, out_gain: float) -> nn.Module:
-        """An MLP (CNN + linear head for pixels) behind the shared normaliser, if any."""
+        """An MLP (a linear head for pixels) behind the shared normaliser, if any."""
         if cnn is not None:
-            return nn.Sequential(cnn, _mlp(cnn.out_features, out_features, (), activation, out_gain))
+            return _mlp(cnn.out_features, out_features, (), activation, out_gain)
         mlp = _mlp(observation_size(env), out_features, hidden_sizes, activation, out_gain)
         return nn.Sequential(norm, mlp) if norm is not None else mlp
 
-    actor = _make_actor(action_spec, network, squash=continuous_actions == "tanh_normal")
-    critic = ValueOperator(network(1, 1.0), in_keys=["observation"])
+    def reading_observation(head: nn.Module, out_keys: list[str]) -> TensorDictModuleBase:
+        """``head`` on the observation; for pixels the shared CNN first, writing ``features``
+        on its way, which the loss's critic head then reads (`loss_critic`)."""
+        if cnn is None:
+            return TensorDictModule(head, in_keys=["observation"], out_keys=out_keys)
+        return TensorDictSequential(
+            TensorDictModule(cnn, in_keys=["observation"], out_keys=[FEATURES]),
+            TensorDictModule(head, in_keys=[FEATURES], out_keys=out_keys),
+        )
+
+    actor = _make_actor(action_spec, network, reading_observation, squash=continuous_actions == "tanh_normal")
+    value_head = network(1, 1.0)
+    critic = ValueOperator(nn.Sequential(cnn, value_head) if cnn is not None else value_head, ["observation"])
     return actor.to(device), critic.to(device)
 
 
+def loss_critic(critic: ValueOperator) -> TensorDictModule:
+    """The critic as the loss should run it. With a shared CNN that is the value head alone,
+    on the ``features`` the actor's pass over the same minibatch just wrote (ClipPPOLoss runs
+    the actor first, on the same TensorDict): one CNN pass a minibatch instead of two, as in
+    CleanRL, with the value loss's gradient reaching the CNN through those features."""
+    net = critic.module
+    if isinstance(net, nn.Sequential) and isinstance(net[0], NatureCNN):
+        return ValueOperator(net[1], in_keys=[FEATURES])
+    return critic
+
+
 def _make_actor(
-    action_spec: TensorSpec, network: Callable[[int, float], nn.Module], squash: bool
+    action_spec: TensorSpec,
+    network: Callable[[int, float], nn.Module],
+    reading_observation: Callable[[nn.Module, list[str]], TensorDictModuleBase],
+    squash: bool,
 ) -> ProbabilisticActor:
     # A small output gain (0.01) starts the policy near uniform / near zero mean.
     if isinstance(action_spec, (Categorical, OneHot)):
         net = network(int(action_spec.space.n), 0.01)
         return ProbabilisticActor(
-            TensorDictModule(net, in_keys=["observation"], out_keys=["logits"]),
+            reading_observation(net, ["logits"]),
             in_keys=["logits"],
             spec=action_spec,
             distribution_class=torch.distributions.Categorical,
@@ -118,7 +150,7 @@ def _make_actor(
         low, high = action_spec.space.low.long(), action_spec.space.high.long()
         sizes = tuple(int(n) for n in (high - low + 1).reshape(-1))
         return ProbabilisticActor(
-            TensorDictModule(network(sum(sizes), 0.01), in_keys=["observation"], out_keys=["logits"]),
+            reading_observation(network(sum(sizes), 0.01), ["logits"]),
             in_keys=["logits"],
             spec=action_spec,
             distribution_class=MultiCategorical,
@@ -129,7 +161,7 @@ def _make_actor(
         raise ValueError(f"continuous actions must be a vector (got shape {tuple(action_spec.shape)})")
     n_act = int(action_spec.shape[-1])
     net = nn.Sequential(network(n_act, 0.01), AddStateIndependentNormalScale(n_act, scale_lb=1e-4))
-    module = TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"])
+    module = reading_observation(net, ["loc", "scale"])
     squashed = (
         squash
         and isinstance(action_spec, Bounded)

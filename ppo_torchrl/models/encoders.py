@@ -52,8 +52,9 @@ class NatureCNN(nn.Module):
     """The DQN Nature paper's encoder (Mnih et al., 2015), as CleanRL and SB3 use for pixels:
     uint8 pixels scaled to [0, 1], three conv layers, a 512-unit ReLU layer."""
 
-    def __init__(self, shape: tuple[int, ...], features: int = 512) -> None:
+    def __init__(self, shape: tuple[int, ...], features: int = 512, bf16: bool = False) -> None:
         super().__init__()
+        self.bf16 = bf16
         self.image_dims = len(shape)
         if len(shape) == 2:
             shape = (*shape, 1)
@@ -78,12 +79,23 @@ class NatureCNN(nn.Module):
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
                 nn.init.zeros_(layer.bias)
+        self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         lead = pixels.shape[: pixels.dim() - self.image_dims]
-        x = pixels.reshape(-1, *pixels.shape[len(lead) :]).float() / 255.0
+        # Under bf16 the convolutions would round float32 input to bfloat16 anyway: converting
+        # the bytes straight to it halves the largest tensor of the pass.
+        x = pixels.reshape(-1, *pixels.shape[len(lead) :]).to(torch.bfloat16 if self.bf16 else torch.float32)
+        x = x / 255.0
         if x.dim() == 3:  # H x W, one channel
             x = x.unsqueeze(-1)
         if self.channels_last:
             x = x.permute(0, 3, 1, 2)
-        return self.head(self.convs(x)).reshape(*lead, self.out_features)
+        # bf16: the convolutions and the 512-unit layer in bfloat16 (float32 weights, cast
+        # per op by autocast); the features leave as float32, so the heads' logits and
+        # log-probabilities, whose differences are PPO's ratios, keep full precision.
+        # Channels-last convolutions run a quarter faster in oneDNN (and on tensor cores).
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.head(self.convs(x))
+        return features.float().reshape(*lead, self.out_features)

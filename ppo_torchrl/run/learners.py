@@ -19,6 +19,7 @@ route.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -29,7 +30,7 @@ from ppo_torchrl.core.loss import make_loss
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
 from ppo_torchrl.core.update import NonFiniteError, make_update
 from ppo_torchrl.envs.factory import make_env, restore_env, snapshot_env
-from ppo_torchrl.models.actor_critic import make_actor_critic
+from ppo_torchrl.models.actor_critic import loss_critic, make_actor_critic
 from ppo_torchrl.models.encoders import ObservationNorm
 from ppo_torchrl.models.stacked import load_row, split_row
 from ppo_torchrl.run.checkpoint import restore_rng, rng_state
@@ -155,8 +156,10 @@ class CollectorLearner:
         self.actor, self.critic = make_actor_critic(env, device=device, **cfg.network_options())
         self.obs_norm = next((m for m in self.actor.modules() if isinstance(m, ObservationNorm)), None)
         self.reward_norm = RewardNormalizer(cfg.num_envs, cfg.gamma) if cfg.normalize_rewards else None
-        self.loss_module = make_loss(cfg.params(LossParams), self.actor, self.critic)
-        advantage = make_advantage(cfg.params(GAEParams), self.critic)
+        self.loss_module = make_loss(cfg.params(LossParams), self.actor, loss_critic(self.critic))
+        # A CNN critic is the costliest pass of GAE: value observations and next ones at once.
+        gae = replace(cfg.params(GAEParams), single_value_call=loss_critic(self.critic) is not self.critic)
+        advantage = make_advantage(gae, self.critic)
         self.ppo_update = make_update(cfg.params(UpdateParams), self.loss_module, advantage, seed=cfg.seed)
         self.optimizer = self.ppo_update.optimizer
         if not single:

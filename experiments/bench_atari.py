@@ -1,0 +1,158 @@
+"""Atari benchmarks (issue 30): training frames/s against SB3, and learning curves.
+
+    .venv/bin/python experiments/bench_atari.py fps [--env ALE/Pong-v5] [--frames 8192]
+    .venv/bin/python experiments/bench_atari.py curve --env ALE/Pong-v5 --seed 11 [--frames N]
+
+``fps``: PPO training frames/s (agent steps, 4 emulator frames each) on the same game with
+the same hyperparameters (CleanRL's ppo_atari, our preset: 8 envs x 128 steps, 4 epochs of
+256-frame minibatches, a Nature CNN), each row in a fresh process, one after the other:
+
+- SB3 2.x ``PPO("CnnPolicy")`` over its ``make_atari_env`` (AtariWrapper: no-op reset, skip
+  4 with max-pool, episodic life, FIRE reset, 84x84 gray, reward clip) + ``VecFrameStack(4)``;
+- ours, ``python -m ppo_torchrl.train`` with ``--env-backend gymnasium`` and ``envpool``,
+  each with the CNN in float32 (as SB3's) and under bfloat16 autocast (``--cnn-precision
+  bf16``: heads, losses and weights stay float32).
+
+Each row trains ``--frames`` frames; its time is the training loop's alone (ours: the
+summary's ``train_seconds``, which leaves out evaluation; SB3: ``learn``, which has none).
+
+``curve``: the env's preset (ppo_torchrl/presets) on one seed, the true-score greedy
+evaluation (10 games) every ``eval_every_frames``; writes the evaluations as they are.
+
+Writes experiments/results/atari_fps_<device>.json or atari_<game>_seed<k>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+SB3_ROW = """
+import json, sys, time
+import gymnasium as gym, ale_py
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.vec_env import VecFrameStack
+gym.register_envs(ale_py)
+env_id, frames, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+env = VecFrameStack(make_atari_env(env_id, n_envs=8, seed=seed, env_kwargs={"frameskip": 1}), 4)
+model = PPO("CnnPolicy", env, n_steps=128, batch_size=256, n_epochs=4, learning_rate=2.5e-4,
+            clip_range=0.1, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, gamma=0.99,
+            gae_lambda=0.95, seed=seed, device=sys.argv[4], verbose=0)
+start = time.perf_counter()
+model.learn(frames)
+print(json.dumps({"frames": model.num_timesteps, "train_seconds": time.perf_counter() - start}))
+"""
+
+
+def sb3_row(env_id: str, frames: int, seed: int, device: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", SB3_ROW, env_id, str(frames), str(seed), device],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def our_row(
+    env_id: str, frames: int, seed: int, device: str, backend: str, work: Path, precision: str = "fp32"
+) -> dict:
+    summary = work / f"summary-{backend}-{precision}.json"
+    cmd = [sys.executable, "-m", "ppo_torchrl.train", "--env", env_id, "--env-backend", backend,
+           "--frames", str(frames), "--seed", str(seed), "--device", device, "--no-track",
+           "--eval-episodes", "1", "--eval-every-frames", str(10 * frames), "--cnn-precision", precision,
+           "--checkpoint-dir", str(work / "checkpoints"), "--summary-json", str(summary)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=work)
+    result = json.loads(summary.read_text())
+    return {"frames": result["frames"], "train_seconds": result["train_seconds"]}
+
+
+def fps(args: argparse.Namespace) -> dict:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    ours = (args.env, args.frames, args.seed, args.device)
+    for name, run in [
+        ("sb3", lambda: sb3_row(*ours)),
+        ("ours_gymnasium", lambda: our_row(*ours, "gymnasium", work)),
+        ("ours_envpool", lambda: our_row(*ours, "envpool", work)),
+        ("ours_gymnasium_bf16", lambda: our_row(*ours, "gymnasium", work, "bf16")),
+        ("ours_envpool_bf16", lambda: our_row(*ours, "envpool", work, "bf16")),
+    ]:
+        row = run()
+        row["frames_per_second"] = row["frames"] / row["train_seconds"]
+        rows[name] = row
+        print(f"{name:16s} {row['frames']:>7,} frames in {row['train_seconds']:6.1f} s: "
+              f"{row['frames_per_second']:7.1f} frames/s", flush=True)  # fmt: skip
+    sb3 = rows["sb3"]["frames_per_second"]
+    return {
+        "rows": rows,
+        "over_sb3": {name: row["frames_per_second"] / sb3 for name, row in rows.items() if name != "sb3"},
+        "env": args.env,
+        "hyperparameters": "CleanRL ppo_atari: 8 envs x 128 steps, 4 epochs, minibatch 256, Nature CNN",
+    }
+
+
+def curve(args: argparse.Namespace) -> dict:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    summary = work / "summary.json"
+    cmd = [sys.executable, "-m", "ppo_torchrl.train", "--env", args.env, "--seed", str(args.seed),
+           "--device", args.device, "--env-backend", args.backend, "--summary-json", str(summary),
+           "--cnn-precision", args.cnn_precision,
+           "--checkpoint-dir", str(work / "checkpoints")]  # fmt: skip
+    if args.frames:
+        cmd += ["--frames", str(args.frames)]
+    subprocess.run(cmd, check=True, cwd=work)
+    result = json.loads(summary.read_text())
+    keep = ("final_eval_mean", "final_eval_std", "frames", "train_seconds", "run_id", "evaluations")
+    return {
+        "env": args.env,
+        "seed": args.seed,
+        "backend": args.backend,
+        "cnn_precision": args.cnn_precision,
+        **{k: result.get(k) for k in keep},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=("fps", "curve"))
+    parser.add_argument("--env", default="ALE/Pong-v5")
+    parser.add_argument(
+        "--frames", type=int, default=None, help="fps: frames per row (8192); curve: the preset's"
+    )
+    parser.add_argument("--seed", type=int, default=11, help="a seed never tuned on")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--backend", default="envpool", help="curve: the training env backend")
+    parser.add_argument("--cnn-precision", default="bf16", help="curve: fp32 or bf16 (see --help of train)")
+    parser.add_argument("--work", default="/tmp/bench_atari")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.what == "fps":
+        args.frames = args.frames or 8192
+        result = fps(args)
+        out = Path(args.out or RESULTS / f"atari_fps_{args.device}.json")
+    else:
+        result = curve(args)
+        game = args.env.rpartition("/")[2].split("-")[0].lower()
+        out = Path(args.out or RESULTS / f"atari_{game}_seed{args.seed}.json")
+    result |= {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "python " + " ".join(sys.argv),
+    }
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
