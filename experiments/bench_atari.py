@@ -111,7 +111,8 @@ def curve(args: argparse.Namespace) -> dict:
         cmd += ["--frames", str(args.frames)]
     subprocess.run(cmd, check=True, cwd=work)
     result = json.loads(summary.read_text())
-    keep = ("final_eval_mean", "final_eval_std", "frames", "train_seconds", "run_id", "evaluations")
+    keep = ("final_eval_mean", "final_eval_std", "frames", "train_seconds", "run_id", "evals")
+    result["training_returns"] = training_returns(work / "mlflow.db", result["run_id"])
     return {
         "env": args.env,
         "seed": args.seed,
@@ -119,6 +120,51 @@ def curve(args: argparse.Namespace) -> dict:
         "cnn_precision": args.cnn_precision,
         **{k: result.get(k) for k in keep},
     }
+
+
+def training_returns(store: Path, run_id: str, every: int = 100_000) -> list[dict]:
+    """The run's true game scores while training (``train/episode_return``: the mean score of
+    the games that ended in each update), averaged per ``every`` frames: the measure CleanRL's
+    published curves plot (stochastic policy, whole games)."""
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(f"sqlite:///{store}").get_metric_history(run_id, "train/episode_return")
+    bins: dict[int, list[float]] = {}
+    for m in history:
+        bins.setdefault((m.step - 1) // every, []).append(m.value)
+    return [{"frames": (b + 1) * every, "mean": sum(v) / len(v)} for b, v in sorted(bins.items())]
+
+
+def plot_curve(result: dict, out: Path, reference: dict[int, float] | None) -> None:
+    """Training scores and greedy evaluations against frames, with CleanRL's read-off points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = result["training_returns"]
+    ax.plot(
+        [p["frames"] for p in train], [p["mean"] for p in train], label="ours: training games (stochastic)"
+    )
+    evals = result.get("evals") or []
+    ax.errorbar([e["frames"] for e in evals], [e["mean"] for e in evals], [e["std"] for e in evals],
+                fmt="o", label="ours: greedy evaluation, 10 games")  # fmt: skip
+    if reference:
+        ax.plot(list(reference), list(reference.values()), "s--", color="gray", label=CLEANRL_LABEL)
+    ax.set_xlabel("frames (agent steps)")
+    ax.set_ylabel("true game score")
+    ax.set_title(f"{result['env']}, seed {result['seed']}, {result['backend']}, {result['cnn_precision']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+# Read off CleanRL's published curve (docs/rl-algorithms/ppo/Breakout-a.png in vwxyzjn/cleanrl:
+# ppo_atari.py, BreakoutNoFrameskip-v4, training episodic return, mean of its seeds), by eye
+# to about +-5: the data behind it is on wandb, which this machine cannot reach.
+CLEANRL_LABEL = "CleanRL ppo_atari.py, published curve (read off)"
+CLEANRL_READ_OFF = {"ALE/Breakout-v5": {500_000: 8.0, 1_000_000: 16.0, 1_500_000: 28.0, 2_000_000: 51.0}}
 
 
 def main() -> None:
@@ -145,6 +191,8 @@ def main() -> None:
         result = curve(args)
         game = args.env.rpartition("/")[2].split("-")[0].lower()
         out = Path(args.out or RESULTS / f"atari_{game}_seed{args.seed}.json")
+        result["cleanrl_read_off"] = CLEANRL_READ_OFF.get(args.env)
+        plot_curve(result, out.with_suffix(".png"), result["cleanrl_read_off"])
     result |= {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "measured": time.strftime("%Y-%m-%d %H:%M"),

@@ -25,6 +25,7 @@ across a lost life, where gymnasium's path starts a new stack.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,7 @@ from ppo_torchrl.fields import ConfigError
 INSTALL = "install it with: pip install -e '.[envpool]'"
 
 
+@functools.cache
 def task_id(env_id: str) -> str:
     """EnvPool's name for a gymnasium id (``ALE/Pong-v5`` -> ``Pong-v5``); ConfigError when
     EnvPool is missing or has no such task."""
