@@ -111,7 +111,15 @@ def curve(args: argparse.Namespace) -> dict:
         cmd += ["--frames", str(args.frames)]
     subprocess.run(cmd, check=True, cwd=work)
     result = json.loads(summary.read_text())
-    keep = ("final_eval_mean", "final_eval_std", "frames", "train_seconds", "run_id", "evals")
+    keep = (
+        "final_eval_mean",
+        "final_eval_std",
+        "frames",
+        "train_seconds",
+        "run_id",
+        "evals",
+        "training_returns",
+    )
     result["training_returns"] = training_returns(work / "mlflow.db", result["run_id"])
     return {
         "env": args.env,
