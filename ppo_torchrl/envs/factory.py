@@ -99,12 +99,13 @@ def restore_env(env: EnvBase, snapshot: dict | None) -> bool:
 
 
 class OnlyInfo(gym.Wrapper):
-    """Drops the sub-env's info dict. GymWrapper turns info entries into keys with specs
-    guessed from one dummy step; an entry whose type changes between reset and step
-    (FrozenLake's ``prob``: int, then float) breaks collection, and training reads none.
-    The vector env's own ``final_obs`` entry, which GymWrapper does need, is unaffected.
-    ``keys`` are kept: an Atari env's true game score (atari.py), which GymWrapper then
-    writes beside the reward, ``("next", "game_reward")`` and ``("next", "game_over")``."""
+    """Keeps only ``keys`` of the sub-env's info dict (none by default). GymWrapper turns
+    info entries into keys with specs guessed from one dummy step; an entry whose type
+    changes between reset and step (FrozenLake's ``prob``: int, then float) breaks
+    collection. What is kept is what training reads: an Atari env's true game score
+    (atari.py), which GymWrapper writes beside the reward as ``("next", "game_reward")`` and
+    ``("next", "game_over")``. The vector env's own ``final_obs`` entry, which GymWrapper
+    needs, is unaffected."""
 
     def __init__(self, env: gym.Env, keys: tuple[str, ...] = ()) -> None:
         super().__init__(env)
