@@ -169,6 +169,18 @@ def test_evaluate_reproduces_the_runs_final_evaluation_with_its_statistics(
     assert f"greedy return {s['final_eval_mean']:.1f} ± {s['final_eval_std']:.1f}" in capsys.readouterr().out
 
 
+def test_a_pixel_policys_checkpoint_evaluates_and_resumes(store: str, tmp_path: Path, capsys) -> None:
+    """Policy and critic share the CNN and the optimizer holds its tensors once: the checkpoint
+    check must count them once too (it refused every Atari checkpoint, found on Pong)."""
+    s = train(tmp_path, "--env", TOY + "MatchPixels-v0", "--frames", "512", "--eval-episodes", "2",
+              "--no-stop-when-solved", "--checkpoint-dir", str(tmp_path / "checkpoints"))  # fmt: skip
+    run = Path(s["best_checkpoint"]).parent
+    assert evaluate_main([str(run / "final.pt"), "--episodes", "2"]) == 0
+    assert "greedy return" in capsys.readouterr().out
+    assert train_main(["--resume", str(run), "--frames", "1024", "--no-track"]) == 0
+    assert load_checkpoint(run / "final.pt")["progress"]["frames"] == 1024
+
+
 # --- what cannot be trained: one line, exit 2, nothing started ----------------------------------------
 @pytest.mark.parametrize(
     "args, words",

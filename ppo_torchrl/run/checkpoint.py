@@ -149,7 +149,9 @@ def check_weights(
             raise CheckpointError(
                 f"{path}: {name} weights do not fit its config ({one_line(err)[:160]})"
             ) from None
-    params = [*actor.parameters(), *critic.parameters()]
+    # Once each, in the loss's order: a pixel policy shares its CNN with the critic, and the
+    # optimizer (built over the loss's parameters) holds the shared tensors once.
+    params = list({id(p): p for p in [*actor.parameters(), *critic.parameters()]}.values())
     groups, per_param = state["optimizer"]["param_groups"], state["optimizer"]["state"]
     indices = [i for group in groups for i in group["params"]]
     if sorted(indices) != list(range(len(params))):
