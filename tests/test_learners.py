@@ -37,6 +37,19 @@ def test_the_route_follows_the_env_and_options(fields: dict, route: type) -> Non
     trainer.learner.shutdown()
 
 
+@pytest.mark.parametrize("fields", [{}, {"env_backend": "gymnasium"}])
+def test_anneal_frames_sets_the_decay_horizon_on_both_routes(fields: dict) -> None:
+    """The learning rate decays over ``anneal_frames`` when given (CleanRL's Atari schedule
+    stopped part-way), over the frame budget otherwise; each update runs at the rate for the
+    frames before it."""
+    for horizon, lrs in ((0, [1e-3, 5e-4]), (512, [1e-3, 7.5e-4])):
+        trainer = Trainer(PPOConfig(**{**SMALL, **fields}, lr=1e-3, frames=256, anneal_frames=horizon))
+        got = [trainer._learn()["lr"] for _ in range(2)]
+        trainer.learner.shutdown()
+        assert got == pytest.approx(lrs), horizon
+    assert PPOConfig(**SMALL, lr=1e-3, anneal_lr=False, anneal_frames=512).lr_at(400) == 1e-3
+
+
 def test_train_seed_s_is_seed_s_of_num_seeds() -> None:
     """Seed 6 trained alone and seed 6 as the second of three seeds in one program end two
     iterations with the same weights: one step function, seeds a batch dimension."""

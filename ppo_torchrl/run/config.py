@@ -97,7 +97,10 @@ class PPOConfig(Config):
     )
     # --- budget --------------------------------------------------------------------------
     frames: int = _field(
-        100_000, "training budget in environment frames (anneal_lr decays the learning rate over it)", min=1
+        100_000,
+        "training budget in environment frames (anneal_lr decays the learning rate over it, or over "
+        "anneal_frames)",
+        min=1,
     )
     episodes: int = _field(0, "training budget in completed episodes (0: no episode limit)", min=0)
     stop_when_solved: bool = _field(True, "stop once a greedy evaluation reaches the solved threshold")
@@ -120,6 +123,11 @@ class PPOConfig(Config):
     # --- optimisation (tuned, above) -------------------------------------------------------------
     lr: float = field_like(UpdateParams, "lr", 3e-3)
     anneal_lr: bool = _field(True, "decay the learning rate linearly to 0 over the frame budget")
+    # CleanRL's Atari schedule decays over its 10M frames; a shorter budget that stops part-way
+    # keeps the learning rate that schedule has there, instead of squeezing the decay into it.
+    anneal_frames: int = _field(
+        0, "with anneal_lr: frames over which the learning rate decays to 0 (0: the frame budget)", min=0
+    )
     epochs: int = field_like(UpdateParams, "epochs", 10)
     minibatch_size: int = field_like(
         UpdateParams, "minibatch_size", 256, help="frames per gradient step (must divide into the batch)"
@@ -209,6 +217,12 @@ class PPOConfig(Config):
     @property
     def frames_per_batch(self) -> int:
         return self.num_envs * self.rollout_steps
+
+    def lr_at(self, frames_before: int) -> float:
+        """The learning rate for the update after ``frames_before`` frames (annealed or not)."""
+        if not self.anneal_lr:
+            return self.lr
+        return self.lr * max(0.0, 1.0 - frames_before / (self.anneal_frames or self.frames))
 
     def threshold(self) -> float | None:
         """The mean greedy return that counts as solved: ``solved_threshold``, else the env's

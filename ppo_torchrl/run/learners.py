@@ -74,7 +74,7 @@ class ProgramLearner:
     def learn(self, frames_before: int) -> Learned:
         cfg, program = self.cfg, self.program
         if cfg.anneal_lr:  # in place: a compiled update reads the same tensor
-            program.lr.fill_(cfg.lr * max(0.0, 1.0 - frames_before / cfg.frames))
+            program.lr.fill_(cfg.lr_at(frames_before))
         metrics = program.iterate()
         if bool(metrics["nonfinite"][0]):
             bad = next((k for k in METRICS if not torch.isfinite(metrics[k][0])), "grad_norm")
@@ -182,7 +182,7 @@ class CollectorLearner:
         returns = self.episode_returns(batch)
         if cfg.anneal_lr:
             for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * max(0.0, 1.0 - frames_before / cfg.frames)
+                group["lr"] = cfg.lr_at(frames_before)
         if cfg.reward_scale != 1.0:
             batch["next", "reward"] = batch["next", "reward"] * cfg.reward_scale
         if self.reward_norm is not None:

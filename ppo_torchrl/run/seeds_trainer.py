@@ -112,7 +112,7 @@ class SeedsTrainer:
         cfg = self.cfg
         started = time.perf_counter()
         if cfg.anneal_lr:  # in place: the compiled update reads the same tensor
-            self.program.lr.fill_(cfg.lr * (1 - iteration / self.iterations))
+            self.program.lr.fill_(cfg.lr_at(iteration * cfg.frames_per_batch))
         self.last_metrics = self.program.iterate()
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # the clock measures the work, not its launch
