@@ -193,4 +193,8 @@ def test_update_property(arg: Update, seed: int) -> None:
     whole update lands on the hand-computed parameters."""
     params, logits, case, actions, log_r = arg
     module, hand_result = run_both(params, logits, case, actions, log_r, seed)
-    compare(module, hand_result, atol=2e-6)
+    # Float32 against float64: each Adam step's direction m/sqrt(v) carries the rounding of
+    # a gradient whose terms (policy, entropy) can nearly cancel, so the parameters drift
+    # by a small fraction of lr (2.4e-6 at lr 0.031, minibatches of 1, on an AMD EPYC; the
+    # same case agrees with the module run in float64). A real error moves them by ~lr.
+    compare(module, hand_result, atol=2e-6 + 1e-4 * params.update.lr)
