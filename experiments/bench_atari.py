@@ -1,12 +1,13 @@
 """Atari benchmarks (issue 30): training frames/s against SB3, and learning curves.
 
-    .venv/bin/python experiments/bench_atari.py fps [--env ALE/Pong-v5] [--frames 8192]
+    .venv/bin/python experiments/bench_atari.py fps [--env ALE/Pong-v5] [--frames 8192] [--repeats 3]
     .venv/bin/python experiments/bench_atari.py curve --env ALE/Pong-v5 --seed 11 [--frames N]
     .venv/bin/python experiments/bench_atari.py curve --env ALE/Pong-v5 --seed 11 --resume CHECKPOINT
 
 ``fps``: PPO training frames/s (agent steps, 4 emulator frames each) on the same game with
 the same hyperparameters (CleanRL's ppo_atari, our preset: 8 envs x 128 steps, 4 epochs of
-256-frame minibatches, a Nature CNN), each row in a fresh process, one after the other:
+256-frame minibatches, a Nature CNN), each row in a fresh process, one after the other,
+``--repeats`` rounds of all rows (the median of each row's rounds is its figure):
 
 - SB3 2.x ``PPO("CnnPolicy")`` over its ``make_atari_env`` (AtariWrapper: no-op reset, skip
   4 with max-pool, episodic life, FIRE reset, 84x84 gray, reward clip) + ``VecFrameStack(4)``;
@@ -29,6 +30,8 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -75,26 +78,39 @@ def our_row(
 
 
 def fps(args: argparse.Namespace) -> dict:
+    """Every row ``--repeats`` times, round-robin, so a machine whose speed drifts over the
+    minutes (seen here: the same row 15% apart half an hour later) slows every row alike; a
+    row's figure is the median of its rounds."""
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows = {}
     ours = (args.env, args.frames, args.seed, args.device)
-    for name, run in [
+    plan = [
         ("sb3", lambda: sb3_row(*ours)),
         ("ours_gymnasium", lambda: our_row(*ours, "gymnasium", work)),
         ("ours_envpool", lambda: our_row(*ours, "envpool", work)),
         ("ours_gymnasium_bf16", lambda: our_row(*ours, "gymnasium", work, "bf16")),
         ("ours_envpool_bf16", lambda: our_row(*ours, "envpool", work, "bf16")),
-    ]:
-        row = run()
-        row["frames_per_second"] = row["frames"] / row["train_seconds"]
-        rows[name] = row
-        print(f"{name:16s} {row['frames']:>7,} frames in {row['train_seconds']:6.1f} s: "
-              f"{row['frames_per_second']:7.1f} frames/s", flush=True)  # fmt: skip
+    ]
+    rounds: dict[str, list[float]] = {name: [] for name, _ in plan}
+    for round_ in range(args.repeats):
+        for name, run in plan:
+            row = run()
+            rounds[name].append(row["frames"] / row["train_seconds"])
+            print(f"round {round_ + 1} {name:19s} {row['frames']:,} frames in {row['train_seconds']:6.1f} s: "
+                  f"{rounds[name][-1]:7.1f} frames/s", flush=True)  # fmt: skip
+    rows = {
+        name: {"frames": args.frames, "frames_per_second": statistics.median(x), "rounds": x}
+        for name, x in rounds.items()
+    }
     sb3 = rows["sb3"]["frames_per_second"]
     return {
         "rows": rows,
         "over_sb3": {name: row["frames_per_second"] / sb3 for name, row in rows.items() if name != "sb3"},
+        "over_sb3_per_round": {
+            name: [x / y for x, y in zip(rounds[name], rounds["sb3"], strict=True)]
+            for name in rounds
+            if name != "sb3"
+        },
         "env": args.env,
         "hyperparameters": "CleanRL ppo_atari: 8 envs x 128 steps, 4 epochs, minibatch 256, Nature CNN",
     }
@@ -114,6 +130,7 @@ def curve(args: argparse.Namespace) -> dict:
                "--checkpoint-dir", str(work / "checkpoints")]  # fmt: skip
     if args.frames:
         cmd += ["--frames", str(args.frames)]
+    cmd += shlex.split(args.train_args)
     subprocess.run(cmd, check=True, cwd=work)
     result = json.loads(summary.read_text())
     keep = (
@@ -131,6 +148,7 @@ def curve(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "backend": args.backend,
         "cnn_precision": args.cnn_precision,
+        "train_args": args.train_args,
         **{k: result.get(k) for k in keep},
     }
 
@@ -180,6 +198,17 @@ CLEANRL_LABEL = "CleanRL ppo_atari.py, published curve (read off)"
 CLEANRL_READ_OFF = {"ALE/Breakout-v5": {500_000: 8.0, 1_000_000: 16.0, 1_500_000: 28.0, 2_000_000: 51.0}}
 
 
+def machine() -> str:
+    """The CPU, and the bfloat16 units --cnn-precision bf16 leans on: its gain over float32
+    moves with the CPU (1.55x and 1.41x on two 2-core AMD EPYCs here), and the ratio to SB3
+    with it."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    bf16 = "amx_bf16" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "no bf16 units"
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {name or 'unknown CPU'}, {bf16}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -189,6 +218,7 @@ def main() -> None:
     parser.add_argument(
         "--frames", type=int, default=None, help="fps: frames per row (8192); curve: the preset's"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="fps: rounds of every row (median reported)")
     parser.add_argument("--seed", type=int, default=11, help="a seed never tuned on")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backend", default="envpool", help="curve: the training env backend")
@@ -198,7 +228,14 @@ def main() -> None:
         "--resume",
         metavar="CHECKPOINT",
         help="curve: continue an interrupted run from its checkpoint (a 5M-frame Pong seed takes "
-        "~1.7 h here); give the same --env, --seed and --work so the results land under its name",
+        "1.7 to 3.5 h on the 2-core CPUs here); give the same --env, --seed and --work so the "
+        "results land under its name",
+    )
+    parser.add_argument(
+        "--train-args",
+        default="",
+        help="curve: more flags for train over the preset, e.g. '--anneal-frames 10000000' (a tuning "
+        "run: give it a seed outside the evaluated ones and an --out of its own)",
     )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -213,7 +250,7 @@ def main() -> None:
         result["cleanrl_read_off"] = CLEANRL_READ_OFF.get(args.env)
         plot_curve(result, out.with_suffix(".png"), result["cleanrl_read_off"])
     result |= {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine(),
         "measured": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python " + " ".join(sys.argv),
     }
