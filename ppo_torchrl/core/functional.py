@@ -101,7 +101,8 @@ def loss_terms(
         mean, std = advantage.mean(1, keepdim=True), advantage.std(1, keepdim=True)
         advantage = (advantage - mean) / std.clamp_min(1e-6)
     log_weight = log_prob - batch.old_log_prob
-    low, high = math.log1p(-p.clip_epsilon), math.log1p(p.clip_epsilon)
+    upper = p.clip_epsilon if p.clip_epsilon_high is None else p.clip_epsilon_high  # as ClipPPOLoss's tuple
+    low, high = math.log1p(-p.clip_epsilon), math.log1p(upper)
     clipped = log_weight.clamp(low, high)
     gain = torch.minimum(log_weight.exp() * advantage, clipped.exp() * advantage)
     entropy = -(log_all.exp() * log_all).sum(-1)
