@@ -44,26 +44,41 @@ def ratio(logp_new: ArrayLike, logp_old: ArrayLike) -> Array:
     return np.exp(arr(logp_new) - arr(logp_old))
 
 
-def surrogate_terms(r: ArrayLike, adv: ArrayLike, eps: float) -> tuple[Array, Array]:
-    """Per sample: (r*A, clip(r, 1-eps, 1+eps)*A)."""
+def surrogate_terms(
+    r: ArrayLike, adv: ArrayLike, eps: float, eps_high: float | None = None
+) -> tuple[Array, Array]:
+    """Per sample: (r*A, clip(r, 1-eps, 1+eps_high)*A); eps_high None: eps (symmetric)."""
     r, adv = arr(r), arr(adv)
-    return r * adv, np.clip(r, 1 - eps, 1 + eps) * adv
+    high = eps if eps_high is None else eps_high
+    return r * adv, np.clip(r, 1 - eps, 1 + high) * adv
 
 
-def clipped_surrogate_loss(r: ArrayLike, adv: ArrayLike, eps: float) -> float:
-    """L = -mean(min(r*A, clip(r, 1-eps, 1+eps)*A))."""
-    unclipped, clipped = surrogate_terms(r, adv, eps)
+def clipped_surrogate_loss(r: ArrayLike, adv: ArrayLike, eps: float, eps_high: float | None = None) -> float:
+    """L = -mean(min(r*A, clip(r, 1-eps, 1+eps_high)*A)), eps_high = eps unless given."""
+    unclipped, clipped = surrogate_terms(r, adv, eps, eps_high)
     return float(-np.minimum(unclipped, clipped).mean())
 
 
-def clipped_branch_wins(r: ArrayLike, adv: ArrayLike, eps: float) -> NDArray[np.bool_]:
+def clipped_surrogate_loss_asym(r: ArrayLike, adv: ArrayLike, low: float, high: float) -> float:
+    """DAPO's clip-higher: L = -mean(min(r*A, clip(r, 1 - low, 1 + high)*A))."""
+    return clipped_surrogate_loss(r, adv, low, high)
+
+
+def clipped_branch_wins(
+    r: ArrayLike, adv: ArrayLike, eps: float, eps_high: float | None = None
+) -> NDArray[np.bool_]:
     """Samples whose min() is strictly the clipped term: they carry no policy gradient."""
-    unclipped, clipped = surrogate_terms(r, adv, eps)
+    unclipped, clipped = surrogate_terms(r, adv, eps, eps_high)
     return clipped < unclipped
 
 
 def surrogate_logit_gradient(
-    logits: ArrayLike, actions: Sequence[int], r: ArrayLike, adv: ArrayLike, eps: float
+    logits: ArrayLike,
+    actions: Sequence[int],
+    r: ArrayLike,
+    adv: ArrayLike,
+    eps: float,
+    eps_high: float | None = None,
 ) -> Array:
     """d L / d logits of the sample's own state row, one row per sample.
 
@@ -73,7 +88,7 @@ def surrogate_logit_gradient(
     r, adv, probs = arr(r), arr(adv), softmax(logits)
     onehot = np.eye(probs.shape[-1])[list(actions)]
     grad = -(adv * r / len(r))[:, None] * (onehot - probs)
-    grad[clipped_branch_wins(r, adv, eps)] = 0.0
+    grad[clipped_branch_wins(r, adv, eps, eps_high)] = 0.0
     return grad
 
 

@@ -157,6 +157,18 @@ def group_advantages(scores: Sequence[float], group_size: int, eps: float = 1e-4
     return arr(out)
 
 
+def informative_groups(scores: Sequence[float], group_size: int) -> list[int]:
+    """DAPO's dynamic sampling: the row indices, in order, of the groups (consecutive runs of
+    ``group_size`` rows) whose scores are not all equal (max > min). A group of equal scores
+    has s_i = mean, so A_i = 0 / (0 + eps) = 0 for every row: it carries no signal."""
+    rows: list[int] = []
+    for g in range(0, len(scores), group_size):
+        group = [float(s) for s in scores[g : g + group_size]]
+        if max(group) > min(group):
+            rows.extend(range(g, g + group_size))
+    return rows
+
+
 def broadcast_over_tokens(per_row: Sequence[float], lengths: Sequence[int], steps: int) -> Array:
     """Every real token of row b carries per_row[b]; padding carries 0."""
     out = np.zeros((len(lengths), steps))
@@ -188,3 +200,26 @@ def bradley_terry_grad(chosen: Sequence[float], rejected: Sequence[float]) -> tu
     d = [float(c) - float(r) for c, r in zip(chosen, rejected, strict=True)]
     g = arr([sigmoid(-x) / len(d) for x in d])
     return -g, g
+
+
+# --- the adaptive KL coefficient (Ziegler et al. 2019, section 2.2) ---------------------------------
+
+
+def adaptive_kl_step(beta: float, target: float | None, horizon: int, kl: float, n: int) -> float:
+    """e = clip(kl / target - 1, -0.2, 0.2) and beta' = beta * (1 + e * n / horizon), kl the
+    batch's mean KL per response, n its responses; target None: beta' = beta."""
+    if target is None:
+        return beta
+    e = float(np.clip(kl / target - 1, -0.2, 0.2))
+    return beta * (1 + e * n / horizon)
+
+
+def adaptive_kl_path(
+    beta: float, target: float | None, horizon: int, steps: Sequence[tuple[float, int]]
+) -> list[float]:
+    """beta after each (kl, n) of ``steps`` in turn: the product beta_0 * prod_t (1 + e_t n_t / H)."""
+    out = []
+    for kl, n in steps:
+        beta = adaptive_kl_step(beta, target, horizon, kl, n)
+        out.append(beta)
+    return out
