@@ -105,6 +105,14 @@ def released(records: list[dict[str, Any]]) -> int:
     return max((r["upto"] for r in records if r["op"] == "release"), default=0)
 
 
+def last_release(records: list[dict[str, Any]]) -> int:
+    """The number of the last release record itself: what a stopped run keeps. Cutting at
+    its ``upto`` instead would drop the release too, and leave the metrics it covered
+    unreleased in front of the status record, which then never goes out (the run stays
+    RUNNING in the store)."""
+    return max((r["n"] for r in records if r["op"] == "release"), default=0)
+
+
 def sendable(records: list[dict[str, Any]], sent: int) -> list[dict[str, Any]]:
     """Records after ``sent`` that may be sent now, in order: up to the first metrics record
     that no checkpoint covers yet (everything after it waits, so order is kept and the

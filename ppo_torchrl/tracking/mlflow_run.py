@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.tracking.journal import Journal, read_sent, released
+from ppo_torchrl.tracking.journal import Journal, last_release, read_sent
 from ppo_torchrl.tracking.names import grouped_name
 from ppo_torchrl.tracking.params import TrackingParams
 from ppo_torchrl.tracking.send import (
@@ -289,7 +289,7 @@ class MlflowTracker:
         if flush:
             self.flush()
         else:
-            self.journal.cut_after(released(self.journal.records))
+            self.journal.cut_after(last_release(self.journal.records))
         self.journal.append({"op": "status", "status": status}, sync=True)
         drained = self.writer.drain(wait)
         self.writer.close()
