@@ -9,7 +9,7 @@ reward function, ``use_cpu``), ``python -m ppo_torchrl.rlhf --algo grpo`` and ``
   GGUF into a Hugging Face folder (transformers' Trainer refuses a GGUF-loaded model);
 - train on the same training pool and are scored on the same held-out split
   (``split_problems`` with the same seed), by the same greedy evaluation: our
-  ``RuleRLStage.evaluate`` on the trained model, TRL's included (exact answers, KL to pi_ref);
+  ``TaskRLStage.evaluate`` on the trained model, TRL's included (exact answers, KL to pi_ref);
 - get the same RL wall-clock budget (``--minutes``): ours stops before an update would end
   past it, TRL's through a callback that does the same with its last step's duration.
 
@@ -40,7 +40,7 @@ import torch
 
 from ppo_torchrl.rlhf.common import quiet_transformers
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.real.arithmetic import score, split_problems
+from ppo_torchrl.rlhf.examples.arithmetic import score, split_problems
 from ppo_torchrl.rlhf.real.hub import load_lm, locate
 
 DIFFERENCES = [
@@ -80,18 +80,21 @@ def config(args: argparse.Namespace, algo: str) -> RLHFConfig:
 def evaluate(cfg: RLHFConfig, tokenizer, lm, held_out) -> dict:
     """Our held-out evaluation on any LM (greedy exact answers; KL to pi_ref where the LM
     has an adapter to switch off)."""
-    from ppo_torchrl.rlhf.real.stage import RuleRLStage
+    from ppo_torchrl.rlhf.examples.arithmetic import to_rows
+    from ppo_torchrl.rlhf.real.stage import TaskRLStage
+    from ppo_torchrl.rlhf.real.task import load_task
 
     grpo = RLHFConfig(**{**cfg.to_dict(), "algo": "grpo", "sampler_dtype": "float32"})
-    result = RuleRLStage(grpo, tokenizer, lm).evaluate(held_out)
-    return {k: v for k, v in result.items() if k != "texts"}
+    result = TaskRLStage(grpo, tokenizer, lm, load_task(grpo).rewards).evaluate(to_rows(held_out))
+    exact = {"exact": 100 * result["rewards"]["exact"], "format": 100 * result["rewards"]["bare"]}
+    return {**exact, **{k: v for k, v in result.items() if k not in ("texts", "sample_rewards", "rewards")}}
 
 
 def run_ours(args: argparse.Namespace, algo: str) -> dict:
-    from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
+    from ppo_torchrl.rlhf.real.pipeline import run_task_pipeline
 
     cfg = config(args, algo)
-    summary = run_rule_pipeline(cfg)
+    summary = run_task_pipeline(cfg)
     return {
         "base_exact": summary["base_exact"],
         "final_exact": summary["final_exact"],
@@ -117,7 +120,7 @@ def run_trl(args: argparse.Namespace) -> dict:
 
     cfg = config(args, "grpo")
     tokenizer, lm = load_lm(args.model_dir, None, torch.float32)
-    held_out, pool = split_problems(random.Random(cfg.seed), cfg.ops, cfg.max_operand, cfg.eval_prompts)
+    held_out, pool = split_problems(random.Random(cfg.seed), cfg.ops, cfg.max_operand, cfg.eval_size)
     base = evaluate(cfg, tokenizer, lm, held_out)
     rows = [{"prompt": [{"role": "user", "content": p.question}], "index": i} for i, p in enumerate(pool)]
 

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import torch
 
-from ppo_torchrl.rlhf.real.arithmetic import make_problem
-from ppo_torchrl.rlhf.real.hub import chat_prompt_ids, load_lm, locate
+from ppo_torchrl.rlhf.examples.arithmetic import make_problem
+from ppo_torchrl.rlhf.real.hub import load_lm, locate
+from ppo_torchrl.rlhf.real.prompts import prompt_ids
 
 
 def best_seconds(fn, repeats: int = 5) -> float:
@@ -68,7 +69,7 @@ def main() -> None:
     tokenizer, lm = load_lm(folder, gguf, torch.float32)
     params = sum(p.numel() for p in lm.parameters())
     rng = random.Random(0)
-    prompts = [chat_prompt_ids(tokenizer, make_problem(rng, "+", 99).question) for _ in range(args.batch)]
+    prompts = [prompt_ids(tokenizer, make_problem(rng, "+", 99).question) for _ in range(args.batch)]
     width = max(map(len, prompts))
     pad = tokenizer.pad_token_id
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])

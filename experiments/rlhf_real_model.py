@@ -26,7 +26,7 @@ import torch
 
 from ppo_torchrl.cli.flags import add_config_flags, config_from_args
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
+from ppo_torchrl.rlhf.real.pipeline import run_task_pipeline
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
         args.time_budget = args.minutes - args.reserve
     cfg = config_from_args(args, RLHFConfig)
     started = time.perf_counter()
-    summary = run_rule_pipeline(cfg)
+    summary = run_task_pipeline(cfg)
     summary["wall_seconds"] = time.perf_counter() - started
     summary["budget_minutes"] = args.minutes
     summary["config"] = cfg.to_dict()
@@ -58,8 +58,8 @@ def main() -> None:
         "update",
         "elapsed_seconds",
         "reward",
-        "exact",
-        "format",
+        "reward/exact",
+        "reward/bare",
         "kl_to_ref",
         "response_length",
         "entropy",

@@ -31,8 +31,8 @@ def config_field(default: Any, help: str, **constraints: Any) -> Any:
     metadata = {"help": help, **constraints}
     if default is REQUIRED:
         return field(metadata=metadata, kw_only=True)
-    if isinstance(default, dict):  # a mutable default: each config gets its own copy
-        return field(default_factory=lambda: dict(default), metadata=metadata)
+    if isinstance(default, (dict, list)):  # a mutable default: each config gets its own copy
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -83,7 +83,7 @@ class Config:
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return dict(value)
-    return list(value) if isinstance(value, tuple) else value
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 def _check(f: dataclasses.Field, value: Any) -> Any:
@@ -97,6 +97,8 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         return _check_sizes(name, value)
     if kind.startswith("dict"):
         return _check_mapping(name, value)
+    if kind.startswith("list"):
+        return _check_list(name, value, float if "float" in kind else str)
     if value is None and "None" in kind:
         return None
     if kind.startswith("int"):
@@ -172,6 +174,21 @@ def _check_sizes(name: str, value: Any) -> tuple[int, ...]:
     if min(sizes) < 1:
         raise ConfigError(f"{name}: layer widths must be >= 1 (got {value!r})")
     return sizes
+
+
+def _check_list(name: str, value: Any, item: type) -> list[Any]:
+    """A list of non-empty strings or of finite numbers (a repeatable flag); empty is allowed."""
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name}: must be a list (got {value!r})")
+    if item is float:
+        return [_as_float(name, v) for v in value]
+    if not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{name}: must be a list of non-empty strings (got {value!r})")
+    return list(value)
 
 
 def _check_mapping(name: str, value: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ ENTRY_POINTS = {
     "ppo_torchrl.track",
     "ppo_torchrl.sweep.__main__",
     "ppo_torchrl.rlhf.__main__",
+    "ppo_torchrl.rlhf.stages",  # the command of `python -m ppo_torchrl.rlhf sft | reward-model`
 }
 # What each layer may import from the package (besides itself).
 ALLOWED = {

@@ -46,7 +46,7 @@ TINY: dict[str, Any] = {
     "min_digits": 3,
     "max_digits": 3,
     "max_new_tokens": 4,
-    "eval_prompts": 32,
+    "eval_size": 32,
     "sft_demos": 200,
     "sft_epochs": 2,
     "sft_batch": 16,

@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from ppo_torchrl.rlhf.config import RLHFConfig
-from ppo_torchrl.rlhf.real.arithmetic import Problem, split_problems
+from ppo_torchrl.rlhf.examples.arithmetic import Problem, split_problems, to_rows
 from ppo_torchrl.rlhf.real.hub import LoRASettings, load_lm, locate, with_adapter
-from ppo_torchrl.rlhf.real.stage import RuleRLStage
+from ppo_torchrl.rlhf.real.stage import TaskRLStage
+from ppo_torchrl.rlhf.real.task import load_task
 from ppo_torchrl.rlhf.tokens import token_steps
 
 pytestmark = pytest.mark.slow  # minutes of real processes: docs/testing.md
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow  # minutes of real processes: docs/testing.md
 pytest.importorskip("peft")
 pytest.importorskip("gguf")
 
-PROBLEMS = [Problem("+", (2, 3)), Problem("+", (13, 14)), Problem("-", (9, 4)), Problem("+", (7, 8))]
+PROBLEMS = to_rows([Problem("+", (2, 3)), Problem("+", (13, 14)), Problem("-", (9, 4)), Problem("+", (7, 8))])
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +42,13 @@ def small(**fields) -> RLHFConfig:
         prompts_per_update=4,
         max_new_tokens=12,
         minibatch_size=48,
-        eval_prompts=4,
+        eval_size=4,
         track=False,
     )
     return RLHFConfig(**{**base, **fields})
 
 
-def stage_for(smollm2, **fields) -> RuleRLStage:
+def stage_for(smollm2, **fields) -> TaskRLStage:
     tokenizer, base = smollm2
     cfg = small(**fields)
     torch.manual_seed(0)
@@ -56,7 +57,9 @@ def stage_for(smollm2, **fields) -> RuleRLStage:
         LoRASettings(cfg.lora_rank, cfg.lora_alpha, tuple(cfg.lora_targets.split(","))),
         False,
     )
-    return RuleRLStage(cfg, tokenizer, lm)
+    stage = TaskRLStage(cfg, tokenizer, lm, load_task(cfg).rewards)
+    stage.pool = PROBLEMS
+    return stage
 
 
 def reference_log_probs(base, sequence: torch.Tensor, start: int, n: int, temperature: float) -> torch.Tensor:
@@ -103,7 +106,7 @@ def test_the_score_lands_on_the_last_real_token(smollm2) -> None:
     stage = stage_for(smollm2, beta=0.0)
     batch, _, done = stage.rollout(PROBLEMS)
     reward = batch["next", "reward"][..., 0]
-    scores, _, _ = stage.scores(done)
+    scores = stage.scores(done).total
     for b in range(len(PROBLEMS)):
         last = int(done.lengths[b]) - 1
         assert float(reward[b, last]) == pytest.approx(float(scores[b]))
@@ -124,10 +127,10 @@ def test_one_lora_step_changes_only_the_adapter_and_the_reference_stays(smollm2,
     stage = stage_for(smollm2, algo=algo, rl_lr=1e-3, **fields)
     before = parameters(stage.lm)
     head_before = parameters(stage.value_head) if algo == "ppo" else {}
-    batch, _, _ = stage.rollout(stage.batch_problems(PROBLEMS, 0))
+    batch, _, _ = stage.rollout(stage.next_batch())
     with torch.no_grad():
         ref_before = stage.ref_actor.get_dist(batch).log_prob(batch["action"])
-    metrics, _ = stage.step(stage.batch_problems(PROBLEMS, 1))
+    metrics, _ = stage.step(stage.next_batch())
     assert metrics["gradient_steps"] >= 1
     after = parameters(stage.lm)
     lora = [n for n in before if "lora_" in n]
@@ -179,7 +182,8 @@ def test_gradient_checkpointing_changes_memory_not_the_step(smollm2) -> None:
         cfg = small(gradient_checkpointing=checkpointing)
         torch.manual_seed(0)
         lora = LoRASettings(cfg.lora_rank, cfg.lora_alpha, tuple(cfg.lora_targets.split(",")))
-        stage = RuleRLStage(cfg, tokenizer, with_adapter(copy.deepcopy(base), lora, checkpointing))
+        lm = with_adapter(copy.deepcopy(base), lora, checkpointing)
+        stage = TaskRLStage(cfg, tokenizer, lm, load_task(cfg).rewards)
         metrics, done = stage.step(PROBLEMS)
         runs.append((done.texts, metrics["loss_objective"], stage.value_head.weight.detach().clone()))
     assert runs[0][0] == runs[1][0]
@@ -215,17 +219,18 @@ def test_arithmetic_pipeline_tracks_saves_and_reloads_the_adapter(
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
+    from ppo_torchrl.rlhf.real.pipeline import run_task_pipeline
 
     tokenizer, base = smollm2
     cfg = small(rl_updates=2, sample_every=1, track=True, output_dir=str(tmp_path / "runs"))
     trained = copy.deepcopy(base)  # peft injects the adapter into this very module
-    summary = run_rule_pipeline(cfg, say=lambda _: None, loaded=(tokenizer, trained))
+    summary = run_task_pipeline(cfg, say=lambda _: None, loaded=(tokenizer, trained))
     assert summary["updates"] == 2 and 0 <= summary["final_exact"] <= 100
     run = mlflow.MlflowClient().get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     grouped = {
-        "train": ("reward", "exact", "format", "kl_to_ref", "entropy", "response_length", "clip_fraction"),
+        "train": ("reward", "kl_to_ref", "beta", "entropy", "response_length", "clip_fraction"),
+        "reward": ("exact", "bare"),
         "loss": ("critic", "objective"),
         "perf": ("generate_tokens_per_second", "score_tokens_per_second", "update_tokens_per_second"),
         "eval": ("base_exact", "final_exact", "final_kl_to_ref"),
@@ -236,7 +241,8 @@ def test_arithmetic_pipeline_tracks_saves_and_reloads_the_adapter(
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary["run_id"], "tables")}
     assert "tables/samples_update_0001.json" in artifacts and "tables/samples_update_0002.json" in artifacts
     table = json.loads((Path(summary["output_dir"]) / "tables" / "samples_update_0002.json").read_text())
-    assert table["columns"] == ["prompt", "answer", "response"] and len(table["data"]) == 4
+    assert table["columns"] == ["prompt", "response", "reward"] and len(table["data"]) == 4
+    assert "tables/held_out.json" in artifacts
     # The saved adapter reloads onto a fresh copy of the base model and gives the same policy.
     adapter = Path(summary["output_dir"]) / "adapter"
     reloaded = PeftModel.from_pretrained(copy.deepcopy(base), str(adapter)).eval()
@@ -323,7 +329,13 @@ def test_real_model_bad_input_is_one_line_exit_2_and_nothing_started(
 def test_the_rule_reads_the_final_answer_and_reports_the_format_apart(
     problem: Problem, response: str, exact: float, bare: float
 ) -> None:
-    from ppo_torchrl.rlhf.real.arithmetic import score
+    from ppo_torchrl.rlhf.examples import arithmetic
+    from ppo_torchrl.rlhf.examples.arithmetic import score
 
     assert score(problem, response, format_coef=0.0) == (exact, exact, bare)
     assert score(problem, response, format_coef=0.1) == pytest.approx((exact + 0.1 * bare, exact, bare))
+    # the example task's reward functions, called as the pipeline calls them, say the same
+    (row,) = to_rows([problem])
+    columns = {"answer": [row["answer"]], "op": [row["op"]]}
+    assert arithmetic.exact(prompts=[row["prompt"]], completions=[response], **columns) == [exact]
+    assert arithmetic.bare(prompts=[row["prompt"]], completions=[response], **columns) == [bare]

@@ -33,6 +33,8 @@ def _metavar(kind: str) -> str:
         ("int", "INT"),
         ("float", "FLOAT"),
         ("tuple", "INT"),
+        ("list[float]", "FLOAT"),
+        ("list", "STR"),
         ("str", "STR"),
         ("dict", "KEY=VALUE"),
     ):
@@ -58,6 +60,16 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
                 default=argparse.SUPPRESS,
                 help=help_text,
             )
+        elif kind.startswith("list"):  # repeatable: --reward a.py:f --reward b.py:g
+            group.add_argument(
+                flag,
+                dest=f.name,
+                default=argparse.SUPPRESS,
+                help=help_text,
+                metavar=_metavar(kind),
+                nargs="+",
+                action="extend",
+            )
         else:
             group.add_argument(
                 flag,
@@ -72,8 +84,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
 def _show(value: Any) -> str:
     if isinstance(value, dict):
         return " ".join(f"{k}={v}" for k, v in value.items()) or "none"
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
+    if isinstance(value, (tuple, list)):
+        return " ".join(str(v) for v in value) or "none"
     return str(value)
 
 

@@ -21,12 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppo_torchrl.cli.flags import OneLineArgumentParser, add_config_flags, config_from_args
+from ppo_torchrl.cli.flags import OneLineArgumentParser, add_config_flags, config_from_args, one_line
 from ppo_torchrl.fields import ConfigError, load_config_file
 from ppo_torchrl.files import CheckpointError
-from ppo_torchrl.rlhf.config import RLHFConfig
+from ppo_torchrl.rlhf.config import REAL_TASKS, RLHFConfig
+from ppo_torchrl.rlhf.real.rewards import RewardError
 from ppo_torchrl.tracking.send import TrackingError
 
+STAGES = ("sft", "reward-model")
 INSTALL = {"toy": "pip install -e '.[rlhf]'", "real": "pip install -e '.[rlhf-real]'"}
 
 
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in STAGES:  # `sft` / `reward-model`: a stage on its own, from files
+        from ppo_torchrl.rlhf.stages import main as stage_main
+
+        return stage_main(argv[0], argv[1:])
     parser = OneLineArgumentParser(
         prog="python -m ppo_torchrl.rlhf",
         allow_abbrev=False,
@@ -79,11 +86,14 @@ def _main(argv: list[str] | None) -> int:
         else:
             in_file = load_config_file(args.config, RLHFConfig) if args.config else {}
             cfg = config_from_args(args, RLHFConfig, in_file)
-        kind = "real" if cfg.task == "arithmetic" else "toy"
+        kind = "real" if cfg.task in REAL_TASKS else "toy"
         summary = _real(cfg, resume) if kind == "real" else _toy(cfg)
     except (ConfigError, TrackingError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    except RewardError as err:  # the user's reward failed mid-run; the run ended FAILED
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
+        return 1
     except ImportError as err:  # an extra that is not installed
         print(f"error: this pipeline needs {err.name}: {INSTALL[kind]}", file=sys.stderr)
         return 2
@@ -126,18 +136,21 @@ def _real(cfg: RLHFConfig, resume: tuple[dict[str, Any], Path] | None) -> dict[s
 
     locate(cfg.model, cfg.model_path, cfg.gguf_file)  # before torch and transformers load
     quiet_transformers()
-    from ppo_torchrl.rlhf.real.pipeline import run_rule_pipeline
+    from ppo_torchrl.rlhf.real.pipeline import run_task_pipeline
 
-    return run_rule_pipeline(cfg, resume=resume)
+    return run_task_pipeline(cfg, resume=resume)
 
 
 def _report(cfg: RLHFConfig, s: dict[str, Any]) -> str:
     name = cfg.algo.upper()
-    if cfg.task == "arithmetic":
+    if cfg.task in REAL_TASKS:
+        each = ", ".join(
+            f"{k} {s['base_eval_rewards'][k]:.3g} -> {v:.3g}" for k, v in s["final_eval_rewards"].items()
+        )
         return (
-            f"\nbase model {s['base_exact']:.1f}% -> {name} {s['final_exact']:.1f}% held-out exact "
-            f"answers (greedy, {s['held_out_problems']} problems; {s['gain_pp']:+.1f} pp); KL to pi_ref "
-            f"{s['final_kl_to_ref']:.3f} nats per response; {s['updates']} updates in "
+            f"\nbase model {s['base_eval_reward']:.3f} -> {name} {s['final_eval_reward']:.3f} held-out "
+            f"reward (greedy, {s['held_out_prompts']} prompts; {s['eval_reward_gain']:+.3f}; {each}); "
+            f"KL to pi_ref {s['final_kl_to_ref']:.3f} nats per response; {s['updates']} updates in "
             f"{s['rl_seconds']:.0f} s. -> {s['output_dir']}"
         )
     return (

@@ -13,34 +13,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppo_torchrl.core.params import GAEParams, LossParams, UpdateParams
-from ppo_torchrl.device import check_device_name
-from ppo_torchrl.fields import Config, ConfigError, field_like
+from ppo_torchrl.fields import Config, field_like
 from ppo_torchrl.fields import config_field as _field
+from ppo_torchrl.rlhf.config_checks import REAL_TASKS, check
 from ppo_torchrl.tracking.params import TrackingParams
 
 # The RL-stage fields whose default depends on --algo (None in a config = this default).
 # GRPO's advantage comes from one group of samples per prompt instead of a learned critic:
 # noisier, so it takes more completions per update, smaller and fewer steps on each, and a
 # firmer pull back to pi_ref. Both sets were tuned in this repository (see the README).
-_SORT = {"group_size": 16, "max_new_tokens": 8, "minibatch_size": 256, "eval_prompts": 512}
+_SORT = {"group_size": 16, "max_new_tokens": 8, "minibatch_size": 256, "eval_size": 512}
 ALGO_DEFAULTS: dict[str, dict[str, float]] = {
     "ppo": {"rl_updates": 50, "prompts_per_update": 128, "beta": 0.1, "rl_lr": 1e-4, "epochs": 4, **_SORT},
     "grpo": {"rl_updates": 60, "prompts_per_update": 256, "beta": 0.3, "rl_lr": 5e-5, "epochs": 2, **_SORT},
 }
-# The real-model arithmetic task (rule reward, LoRA, no SFT or reward model): a few dozen
+# A real model (the arithmetic task, or a task from files; LoRA): a few dozen
 # completions per update, every token step in one minibatch (one body pass per epoch is
 # what a 2-core CPU can afford), the run usually bounded by --time-budget instead.
 _REAL = {"rl_updates": 10_000, "prompts_per_update": 32, "epochs": 2, "group_size": 8, "max_new_tokens": 16}
 REAL_DEFAULTS: dict[str, dict[str, float]] = {
-    "ppo": {**_REAL, "beta": 0.05, "rl_lr": 2e-4, "minibatch_size": 512, "eval_prompts": 200},
-    "grpo": {**_REAL, "beta": 0.04, "rl_lr": 2e-4, "minibatch_size": 512, "eval_prompts": 200},
+    "ppo": {**_REAL, "beta": 0.05, "rl_lr": 2e-4, "minibatch_size": 512, "eval_size": 200},
+    "grpo": {**_REAL, "beta": 0.04, "rl_lr": 2e-4, "minibatch_size": 512, "eval_size": 200},
 }
 
 
 def _per_algo(name: str) -> str:
     toy = ", ".join(f"{algo} {values[name]:g}" for algo, values in ALGO_DEFAULTS.items())
     real = ", ".join(f"{algo} {values[name]:g}" for algo, values in REAL_DEFAULTS.items())
-    return f"sort task: {toy}; arithmetic: {real}"
+    return f"sort task: {toy}; a real model: {real}"
 
 
 @dataclass
@@ -65,9 +65,10 @@ class RLHFConfig(Config):
     gguf_file: str | None = _field(None, "with --model-path: the GGUF file in that folder to load")
     task: str = _field(
         "auto",
-        "'sort' (toy: SFT, reward model, RL), 'arithmetic' (real model, rule reward); "
-        "auto: arithmetic with --model or --gguf-file, else sort",
-        choices=("auto", "sort", "arithmetic"),
+        "'sort' (toy: SFT, reward model, RL), 'arithmetic' (real model, the example task), 'files' "
+        "(real model, --prompts and --reward / --reward-model); auto: files with --prompts, "
+        "arithmetic with --model or --gguf-file, else sort",
+        choices=("auto", "sort", "arithmetic", "files"),
     )
     track: bool = field_like(
         TrackingParams, "track", help="log to MLflow: a parent run with one nested run per stage"
@@ -91,10 +92,39 @@ class RLHFConfig(Config):
     n_layer: int = _field(2, "transformer layers of the random-init models", min=1)
     n_embd: int = _field(64, "width of the random-init models", min=8)
     n_head: int = _field(4, "attention heads of the random-init models", min=1)
-    eval_prompts: int | None = _field(
-        None, "held-out prompts the true rule scores", shown_default=_per_algo("eval_prompts"), min=1
+    eval_size: int | None = _field(
+        None,
+        "held-out prompts of a generated task (sort, arithmetic)",
+        shown_default=_per_algo("eval_size"),
+        min=1,
     )
-    # --- the arithmetic task and the real model (task=arithmetic) -----------------------------
+    # --- a task from files (task=files): TRL's dataset and reward_funcs conventions -------------
+    prompts: str | None = _field(
+        None,
+        "JSONL file (or a datasets.save_to_disk folder) of rows: 'prompt' (a string or chat messages, "
+        "put through the model's chat template) and any other fields, handed to the rewards",
+    )
+    eval_prompts: str | None = _field(
+        None, "held-out rows, a file like --prompts (none: a seeded --eval-fraction of --prompts)"
+    )
+    eval_fraction: float = _field(
+        0.1, "share of --prompts held out when --eval-prompts is not given", gt=0.0, lt=1.0
+    )
+    # config_field gives list defaults a default_factory (each config its own list).
+    reward: list[str] = _field(  # noqa: RUF009
+        [],
+        "reward function PATH.py:FUNC or module:FUNC, called like TRL's reward_funcs: "
+        "FUNC(prompts, completions, completion_ids, **columns) -> list of float or None (repeatable)",
+    )
+    reward_weights: list[float] = _field(  # noqa: RUF009
+        [], "one weight per reward: the --reward functions in order, then --reward-model (none: 1 each)"
+    )
+    reward_model: str | None = _field(
+        None,
+        "folder of a sequence-classification model whose score is a reward: `python -m ppo_torchrl.rlhf "
+        "reward-model`'s output or any Hugging Face AutoModelForSequenceClassification",
+    )
+    # --- the arithmetic task, and a real model (task=arithmetic or files) --------------------
     ops: str = _field("+,-", "arithmetic: problem kinds, comma-separated, of '+', '-', 'sort' (3 digits)")
     max_operand: int = _field(20, "arithmetic: largest operand (difficulty)", min=1)
     format_coef: float = _field(
@@ -119,21 +149,21 @@ class RLHFConfig(Config):
     )
     temperature: float = _field(
         0.7,
-        "arithmetic: sampling temperature T; the policy PPO optimises is softmax(logits / T), "
+        "real model: sampling temperature T; the policy PPO optimises is softmax(logits / T), "
         "pi_ref likewise (greedy evaluation is the same at any T)",
         gt=0.0,
     )
     sampler_dtype: str = _field(
         "auto",
-        "arithmetic: the weights rollouts sample from: 'float32' (the policy itself) or 'bfloat16' "
+        "real model: the weights rollouts sample from: 'float32' (the policy itself) or 'bfloat16' "
         "(a merged copy, ~2x faster decoding on a CPU with AVX512-BF16); auto: bfloat16 where fast",
         choices=("auto", "float32", "bfloat16"),
     )
     gradient_checkpointing: bool = _field(False, "recompute activations in the backward pass (less memory)")
     time_budget: float = _field(
-        0.0, "arithmetic: stop RL before an update would end past this many minutes (0: no limit)", min=0.0
+        0.0, "real model: stop RL before an update would end past this many minutes (0: no limit)", min=0.0
     )
-    sample_every: int = _field(10, "arithmetic: log a table of sample responses every N updates", min=1)
+    sample_every: int = _field(10, "real model: log a table of sample responses every N updates", min=1)
     # --- stage 1: SFT -------------------------------------------------------------------------------
     sft_demos: int = _field(48_000, "demonstrations", min=1)
     sft_wrong_share: float = _field(0.5, "share of demonstrations copied unsorted (wrong)", min=0.0, max=1.0)
@@ -177,6 +207,22 @@ class RLHFConfig(Config):
     # The PPO paper's clip, TRL's default for token-level PPO too; both pipelines' measured
     # defaults ran with it (docs/rlhf.md).
     clip_epsilon: float = field_like(LossParams, "clip_epsilon", 0.2)
+    clip_epsilon_high: float | None = field_like(LossParams, "clip_epsilon_high")
+    dynamic_sampling: int = _field(
+        0,
+        "GRPO: up to N more generation rounds per update to replace groups whose rewards are all "
+        "equal (no signal), DAPO's dynamic sampling; 0: off",
+        min=0,
+    )
+    kl_target: float | None = _field(
+        None,
+        "adaptive KL (Ziegler et al. 2019): beta moves after each update toward this KL(pi || pi_ref), "
+        "nats per response; none: beta stays fixed",
+        gt=0.0,
+    )
+    kl_horizon: int = _field(
+        10_000, "adaptive KL: horizon in responses (beta moves <= 20% x batch / horizon)", min=1
+    )
     entropy_coef: float = field_like(LossParams, "entropy_coef")
     critic_coef: float = field_like(LossParams, "critic_coef", help="value-loss weight (PPO)")
     epochs: int | None = _field(None, "passes over each rollout", shown_default=_per_algo("epochs"), min=1)
@@ -197,8 +243,8 @@ class RLHFConfig(Config):
     def __post_init__(self) -> None:
         if self.task == "auto":
             real = self.model is not None or self.gguf_file is not None
-            self.task = "arithmetic" if real else "sort"
-        defaults = REAL_DEFAULTS if self.task == "arithmetic" else ALGO_DEFAULTS
+            self.task = "files" if self.prompts is not None else "arithmetic" if real else "sort"
+        defaults = REAL_DEFAULTS if self.task in REAL_TASKS else ALGO_DEFAULTS
         if isinstance(self.algo, str) and self.algo in defaults:  # else refused below
             for name, default in defaults[self.algo].items():
                 if getattr(self, name) is None:
@@ -206,47 +252,7 @@ class RLHFConfig(Config):
             if self.kl_in is None:
                 self.kl_in = "reward" if self.algo == "ppo" else "loss"
         super().__post_init__()
-        if self.model is not None and self.model_path is not None:
-            raise ConfigError("model: give --model or --model-path, not both")
-        if self.gguf_file is not None and self.model_path is None:
-            raise ConfigError("gguf_file: needs --model-path, the folder that holds it")
-        if self.task == "arithmetic" and self.model is None and self.model_path is None:
-            raise ConfigError("task: arithmetic needs a real model: --model smollm2-135m or --model-path DIR")
-        if self.task == "sort" and self.model is not None:
-            raise ConfigError(
-                "task: the sort pipeline trains its own small models; --model needs --task arithmetic"
-            )
-        if self.task == "sort" and self.kl_in != ("reward" if self.algo == "ppo" else "loss"):
-            raise ConfigError(
-                "kl_in: the sort pipeline puts KL in the reward for PPO and in the loss for GRPO "
-                "(--kl-in is for --task arithmetic)"
-            )
-        if self.task == "arithmetic":
-            bad = [op for op in self.ops.split(",") if op not in ("+", "-", "sort")]
-            if bad or not self.ops:
-                raise ConfigError(f"ops: comma-separated '+', '-', 'sort' (got {self.ops!r})")
-        check_device_name(self.device)
-        if self.min_digits > self.max_digits:
-            raise ConfigError(
-                f"min_digits: must be at most max_digits = {self.max_digits} (got {self.min_digits})"
-            )
-        if self.algo == "grpo" and self.prompts_per_update % self.group_size:
-            raise ConfigError(
-                f"prompts_per_update: must be a multiple of group_size = {self.group_size} "
-                f"for GRPO (got {self.prompts_per_update})"
-            )
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"n_embd: must be a multiple of n_head = {self.n_head} (got {self.n_embd})")
-        if self.minibatch_size > self.prompts_per_update * self.max_new_tokens:
-            raise ConfigError(
-                f"minibatch_size: must be at most prompts_per_update * max_new_tokens = "
-                f"{self.prompts_per_update * self.max_new_tokens} token steps (got {self.minibatch_size})"
-            )
-        if self.task == "sort" and self.max_new_tokens < self.max_digits + 1:
-            raise ConfigError(
-                f"max_new_tokens: must leave room for {self.max_digits} digits and EOS "
-                f"(at least {self.max_digits + 1}, got {self.max_new_tokens})"
-            )
+        check(self)  # the rules between fields (config_checks.py)
 
     def param_overrides(self) -> dict[str, Any]:
         """The core's names for RLHF's own: the RL stage's learning rate; GRPO's advantages are

@@ -11,7 +11,9 @@ which `PPOUpdate` drops). Rewards, with KL_t a per-token estimate of KL(pi || pi
         + score(prompt, completion)          added on the last real token
 
 GRPO instead gives every token of completion i the group-normalised score as its advantage,
-and may put beta * k3-KL in the loss (`RefKLPenalty`). specs/hand_rlhf.py has each by hand.
+and may put beta * k3-KL in the loss (`RefKLPenalty`), drop groups that all scored alike
+(`informative_groups`); beta may follow a KL target (`AdaptiveKL`). specs/hand_rlhf.py has
+each by hand.
 """
 
 from __future__ import annotations
@@ -136,3 +138,34 @@ class RefKLPenalty(nn.Module):
         out["loss_kl_ref"] = self.beta * kl.mean()
         out["kl_ref"] = kl.detach().mean()
         return out
+
+
+def informative_groups(scores: torch.Tensor, group_size: int) -> list[int]:
+    """DAPO's dynamic sampling: the rows of the GRPO groups (consecutive ``group_size`` rows)
+    whose scores are not all equal. A group that all scored alike has zero advantage for
+    every completion: it moves nothing but still costs an update's compute, and it shrinks
+    the effective batch."""
+    groups = scores.reshape(-1, group_size)
+    varied = (groups != groups[:, :1]).any(1)
+    return [g * group_size + i for g in varied.nonzero()[:, 0].tolist() for i in range(group_size)]
+
+
+class AdaptiveKL:
+    """The KL coefficient beta, fixed or adaptive (Ziegler et al. 2019, section 2.2; TRL's and
+    OpenAI's lm-human-preferences' controller). After an update whose batch of ``n``
+    responses had mean KL(pi || pi_ref) ``kl`` (nats per response):
+
+        e = clip(kl / target - 1, -0.2, 0.2)
+        beta <- beta * (1 + e * n / horizon)
+
+    TorchRL's ``AdaptiveKLController`` computes the same, but from the KL penalty rewards
+    (-beta * KL) rather than the KL; this one takes the KL the run already reports."""
+
+    def __init__(self, beta: float, target: float | None, horizon: int) -> None:
+        self.beta, self.target, self.horizon = beta, target, horizon
+
+    def update(self, kl: float, n: int) -> float:
+        if self.target is not None:
+            error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+            self.beta *= 1.0 + error * n / self.horizon
+        return self.beta

@@ -14,6 +14,9 @@ seconds on a CPU, too long to wait for. It holds, and nothing else:
     optimizer         Adam's state dict
     rng               {"torch": CPU generator (sampling), "update": the minibatch shuffle's,
                       "cuda": or None}
+    beta, cursor      the KL coefficient now (it moves with --kl-target), and how many
+                      distinct training prompts have been taken (absent before 2026-12-07:
+                      then beta is the config's and the cursor follows from the update)
     history           every update's metrics so far
     base              the base model's held-out evaluation (exact, format, seconds, texts)
     tracking          the tracker's state: run id, store, journal position ({} untracked)
@@ -69,6 +72,8 @@ def save_state(
         "weights": {name: trainable(m) for name, m in learned_modules(stage).items()},
         "optimizer": stage.update.optimizer.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "update": stage.update.generator.get_state(), "cuda": cuda},
+        "beta": stage.kl.beta,
+        "cursor": stage.cursor,
         "history": history,
         "base": base,
         "tracking": tracking,
@@ -105,7 +110,10 @@ def resumed_config(state: dict[str, Any], given: dict[str, Any], path: Path) -> 
         raise CheckpointError(
             f"resume: --{changed[0].replace('_', '-')} cannot change when resuming (allowed: {flags})"
         )
-    return RLHFConfig(**{**state["config"], **given})
+    saved = dict(state["config"])
+    if isinstance(saved.get("eval_prompts"), int):  # before 2026-12-07 the held-out count's name
+        saved["eval_size"] = saved.pop("eval_prompts")
+    return RLHFConfig(**{**saved, **given})
 
 
 def restore(stage: Any, state: dict[str, Any], path: Path) -> None:
@@ -123,6 +131,10 @@ def restore(stage: Any, state: dict[str, Any], path: Path) -> None:
             for n, value in saved.items():
                 params[n].copy_(value)
     stage.update.optimizer.load_state_dict(state["optimizer"])
+    stage.kl.beta = state.get("beta", stage.cfg.beta)
+    cfg = stage.cfg
+    distinct = cfg.prompts_per_update // (cfg.group_size if cfg.algo == "grpo" else 1)
+    stage.cursor = state.get("cursor", state["update"] * distinct)
     torch.set_rng_state(state["rng"]["torch"])
     stage.update.generator.set_state(state["rng"]["update"])
     if state["rng"]["cuda"] is not None and torch.cuda.is_available():

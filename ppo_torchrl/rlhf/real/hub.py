@@ -142,7 +142,7 @@ def with_adapter(lm: nn.Module, lora: LoRASettings, gradient_checkpointing: bool
         config = LoraConfig(
             r=lora.rank,
             lora_alpha=lora.alpha,
-            target_modules=list(lora.targets),
+            target_modules=lora_targets(lm, lora.targets),
             lora_dropout=0.0,
             bias="none",
         )
@@ -154,6 +154,14 @@ def with_adapter(lm: nn.Module, lora: LoRASettings, gradient_checkpointing: bool
         if isinstance(getattr(module, "attention_dropout", None), float):  # Llama-style attention
             module.attention_dropout = 0.0
     return model
+
+
+def lora_targets(lm: nn.Module, targets: tuple[str, ...]) -> list[str] | str:
+    """The target module names where the model has them (Llama, Qwen2, SmolLM2: the seven
+    projections); where it has none of them (GPT-2 names its layers c_attn, c_proj, c_fc),
+    peft's "all-linear": every linear layer but the output head."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in lm.named_modules()}
+    return list(targets) if names & set(targets) else "all-linear"
 
 
 class Reference:
@@ -170,13 +178,3 @@ class Reference:
 
 def trainable_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p for n, p in module.named_parameters() if p.requires_grad}
-
-
-def chat_prompt_ids(tokenizer, question: str) -> list[int]:
-    """The question as the model was tuned to see it: its chat template, where it has one."""
-    if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=True
-        )
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-    return tokenizer(question)["input_ids"]

@@ -82,7 +82,7 @@ def end_unstarted(stages: dict[str, Tracker]) -> None:
 
 def held_out_split(cfg: RLHFConfig, rng: random.Random) -> tuple[list[Example], Training]:
     """Held-out prompts, and a factory of training prompts that never repeats one of them."""
-    held_out = make_examples(cfg.eval_prompts, rng, cfg.min_digits, cfg.max_digits)
+    held_out = make_examples(cfg.eval_size, rng, cfg.min_digits, cfg.max_digits)
     taken = {e.digits for e in held_out}
 
     def training(n: int) -> list[Example]:
