@@ -45,8 +45,8 @@ class LossParams(Config):
     clip_epsilon: float = config_field(REQUIRED, "PPO clip range epsilon, in (0, 1)", gt=0.0, lt=1.0)
     clip_epsilon_high: float | None = config_field(
         None,
-        "upper clip range: the ratio is clipped to [1 - clip_epsilon, 1 + clip_epsilon_high] (DAPO's "
-        "clip-higher, which leaves room for unlikely tokens to gain probability); none: symmetric",
+        "upper clip range: the ratio is clipped to [1 - clip_epsilon, 1 + clip_epsilon_high], DAPO's "
+        "clip higher, which leaves room for unlikely tokens to gain probability (none: symmetric)",
         gt=0.0,
     )
     entropy_coef: float = config_field(0.0, "weight of the entropy bonus", min=0.0)

@@ -66,7 +66,7 @@ class RLHFConfig(Config):
     task: str = _field(
         "auto",
         "'sort' (toy: SFT, reward model, RL), 'arithmetic' (real model, the example task), 'files' "
-        "(real model, --prompts and --reward / --reward-model); auto: files with --prompts, "
+        "(real model, your prompts and rewards); auto: files with --prompts, "
         "arithmetic with --model or --gguf-file, else sort",
         choices=("auto", "sort", "arithmetic", "files"),
     )
@@ -121,8 +121,8 @@ class RLHFConfig(Config):
     )
     reward_model: str | None = _field(
         None,
-        "folder of a sequence-classification model whose score is a reward: `python -m ppo_torchrl.rlhf "
-        "reward-model`'s output or any Hugging Face AutoModelForSequenceClassification",
+        "a reward model's folder, its score a reward: what the reward model stage writes, or any "
+        "Hugging Face AutoModelForSequenceClassification with one label",
     )
     # --- the arithmetic task, and a real model (task=arithmetic or files) --------------------
     ops: str = _field("+,-", "arithmetic: problem kinds, comma-separated, of '+', '-', 'sort' (3 digits)")
@@ -221,7 +221,9 @@ class RLHFConfig(Config):
         gt=0.0,
     )
     kl_horizon: int = _field(
-        10_000, "adaptive KL: horizon in responses (beta moves <= 20% x batch / horizon)", min=1
+        10_000,
+        "adaptive KL: horizon in responses (beta moves by at most 0.2 x batch / horizon a step)",
+        min=1,
     )
     entropy_coef: float = field_like(LossParams, "entropy_coef")
     critic_coef: float = field_like(LossParams, "critic_coef", help="value-loss weight (PPO)")
