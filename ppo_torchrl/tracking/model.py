@@ -47,10 +47,17 @@ def check_registry_names(name: str | None, alias: str) -> None:
     """Refuse, before any work, a model name or alias the registry would refuse at the end of
     the run: MLflow's own checks, the ones its stores apply."""
     from mlflow.exceptions import MlflowException
-    from mlflow.utils.validation import (
-        _validate_model_alias_name,
-        _validate_model_alias_name_reserved,
-        _validate_model_name,
+    from mlflow.utils import validation
+    from mlflow.utils.validation import _validate_model_name
+
+    # MLflow 3.18 renamed the alias checks (_validate_model_alias_name -> _validate_alias_name).
+    _validate_model_alias_name = getattr(
+        validation, "_validate_alias_name", getattr(validation, "_validate_model_alias_name", None)
+    )
+    _validate_model_alias_name_reserved = getattr(
+        validation,
+        "_validate_alias_name_reserved",
+        getattr(validation, "_validate_model_alias_name_reserved", None),
     )
 
     checks = [("register_model", _validate_model_name, name)] if name is not None else []
