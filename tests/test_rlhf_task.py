@@ -38,6 +38,9 @@ def record(prompts, completions, completion_ids, colour, index, **kwargs):
                             "colour": colour, "index": index, "kwargs": sorted(kwargs)}) + "\\n")
     return [None] * len(prompts)
 
+def constant(completions, **kwargs):
+    return [0.5] * len(completions)
+
 def too_few(completions, **kwargs):
     return [0.0] * (len(completions) - 1)
 
@@ -234,6 +237,23 @@ def test_dynamic_sampling_drops_flat_groups_and_refills(cli, models: Path, task:
     assert all(h["sampling_rounds"] >= 2 for h in history)
     # the kept batch holds no flat group: rewards vary within every group it trained on
     assert all(h["completions"] <= 8 for h in history)
+
+
+def test_dynamic_sampling_with_every_group_flat_trains_on_the_batch_it_has(cli, task: Path) -> None:
+    argv = [
+        "--reward",
+        "rewards.py:constant",
+        "--algo",
+        "grpo",
+        "--group-size",
+        "2",
+        "--dynamic-sampling",
+        "2",
+    ]
+    done = cli(*argv, "--rl-updates", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    history = history_of(task)
+    assert all(h["groups_dropped"] == 3 * 4 and h["completions"] == 8 for h in history)  # 3 rounds, 4 groups
 
 
 def test_adaptive_kl_moves_beta_by_the_controllers_rule(cli, models: Path, task: Path) -> None:

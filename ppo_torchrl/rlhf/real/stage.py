@@ -150,6 +150,7 @@ class TaskRLStage:
         scored = self.scores(done)
         if not cfg.dynamic_sampling:
             return done, scored, {}
+        first, first_scored = done, scored
         keep = informative_groups(scored.total, cfg.group_size)
         kept, kept_scores, dropped = (
             [done.select(keep)],
@@ -166,13 +167,15 @@ class TaskRLStage:
             dropped += (len(more) - len(keep)) // cfg.group_size
             kept.append(extra.select(keep))
             kept_scores.append((extra_scored, keep))
+        metrics = {"groups_dropped": float(dropped), "sampling_rounds": float(rounds + 1)}
+        if not any(k for _, k in kept_scores):  # every round came back flat: nothing to drop to
+            return first, first_scored, metrics  # (zero advantages: the update only moves KL terms)
         done = Completions.concat(kept, self.tokenizer.pad_token_id)
         total = torch.cat([s.total[torch.tensor(k, dtype=torch.long)] for s, k in kept_scores])
         values = {
             name: [v for s, k in kept_scores for v in [s.values[name][i] for i in k]]
             for name in self.rewards.names
         }
-        metrics = {"groups_dropped": float(dropped), "sampling_rounds": float(rounds + 1)}
         return done, Scored(total.to(done.lengths.device), values), metrics
 
     # --- one update -------------------------------------------------------------------------------
