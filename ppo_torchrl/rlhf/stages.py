@@ -31,6 +31,7 @@ from ppo_torchrl.cli.flags import (
     add_config_flags,
     check_writable_folder,
     config_from_args,
+    one_line,
 )
 from ppo_torchrl.fields import ConfigError
 from ppo_torchrl.rlhf.data import Rows, read_rows, split_held_out
@@ -99,7 +100,7 @@ def main(stage: str, argv: list[str]) -> int:
         cfg = config_from_args(args, spec.config)
         summary = run_stage(cfg, spec)
     except (ConfigError, TrackingError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except ImportError as err:  # an extra that is not installed
         print(f"error: this stage needs {err.name}: pip install -e '.[rlhf-real]'", file=sys.stderr)
