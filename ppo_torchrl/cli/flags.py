@@ -60,24 +60,17 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Config]) -> None
                 default=argparse.SUPPRESS,
                 help=help_text,
             )
-        elif kind.startswith("list"):  # repeatable: --reward a.py:f --reward b.py:g
-            group.add_argument(
-                flag,
-                dest=f.name,
-                default=argparse.SUPPRESS,
-                help=help_text,
-                metavar=_metavar(kind),
-                nargs="+",
-                action="extend",
-            )
         else:
+            # A list is repeatable (--reward a.py:f --reward b.py:g): each use extends it.
+            many = kind.startswith(("tuple", "dict", "list"))
             group.add_argument(
                 flag,
                 dest=f.name,
                 default=argparse.SUPPRESS,
                 help=help_text,
                 metavar=_metavar(kind),
-                nargs="+" if kind.startswith(("tuple", "dict")) else None,
+                nargs="+" if many else None,
+                **({"action": "extend"} if kind.startswith("list") else {}),
             )
 
 

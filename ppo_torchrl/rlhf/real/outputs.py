@@ -56,20 +56,17 @@ def sample_table(
     log_table(out_dir, tracker, f"samples_update_{update:04d}", ["prompt", "response", "reward"], rows)
 
 
+def before_after(held_out: list[Row], base: dict, after: dict) -> list[tuple[str, str, float, str, float]]:
+    """Each held-out prompt with its base and trained answer and reward."""
+    prompts = [prompt_text(r["prompt"]) for r in held_out]
+    columns = (base["texts"], base["sample_rewards"], after["texts"], after["sample_rewards"])
+    return list(zip(prompts, *columns, strict=True))
+
+
 def held_out_table(out_dir: Path, tracker: Tracker, held_out: list[Row], base: dict, after: dict) -> None:
     """The held-out prompts' greedy answers and rewards, before and after RL."""
     columns = ["prompt", "base response", "base reward", "trained response", "trained reward"]
-    rows = [
-        [prompt_text(r["prompt"]), b, round(bv, 4), a, round(av, 4)]
-        for r, b, bv, a, av in zip(
-            held_out,
-            base["texts"],
-            base["sample_rewards"],
-            after["texts"],
-            after["sample_rewards"],
-            strict=True,
-        )
-    ]
+    rows = [[p, b, round(bv, 4), a, round(av, 4)] for p, b, bv, a, av in before_after(held_out, base, after)]
     log_table(out_dir, tracker, "held_out", columns, rows)
 
 
@@ -99,17 +96,8 @@ def save_outputs(
         for path in sorted(adapter.iterdir()):
             tracker.log_artifact(path, "adapter")
     lines = [
-        f"{prompt_text(r['prompt'])}\n  base ({bv:.3g}): {b!r}\n  trained ({av:.3g}): {a!r}"
-        for r, b, bv, a, av in list(
-            zip(
-                held_out,
-                base["texts"],
-                base["sample_rewards"],
-                after["texts"],
-                after["sample_rewards"],
-                strict=True,
-            )
-        )[:24]
+        f"{p}\n  base ({bv:.3g}): {b!r}\n  trained ({av:.3g}): {a!r}"
+        for p, b, bv, a, av in before_after(held_out, base, after)[:24]
     ]
     files = {
         "samples.txt": lambda path: path.write_text("\n".join(lines) + "\n"),
