@@ -222,6 +222,15 @@ def test_a_saved_dataset_folder_and_an_eval_file(cli, models: Path, task: Path) 
     assert (s["training_prompts"], s["held_out_prompts"]) == (16, 5)
 
 
+def test_two_functions_of_one_file_share_its_module(task: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file runs once: module-level state (a client, a cache, a counter) is one."""
+    from ppo_torchrl.rlhf.real.rewards import build_rewards
+
+    monkeypatch.chdir(task)
+    first, second = build_rewards(["rewards.py:has_blue", "rewards.py:length"], [], None)
+    assert first.fn.__globals__ is second.fn.__globals__
+
+
 # --- the knobs ----------------------------------------------------------------------------------
 def history_of(task: Path) -> list[dict[str, Any]]:
     (folder,) = (task / "rlhf_runs").iterdir()

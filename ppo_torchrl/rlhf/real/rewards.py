@@ -51,12 +51,17 @@ class Reward:
     weight: float
 
 
-def load_function(spec: str) -> Callable[..., Sequence[Any]]:
-    """``PATH.py:FUNC`` or ``package.module:FUNC`` -> the callable; ConfigError otherwise."""
+def load_function(spec: str, modules: dict[str, Any] | None = None) -> Callable[..., Sequence[Any]]:
+    """``PATH.py:FUNC`` or ``package.module:FUNC`` -> the callable; ConfigError otherwise.
+    ``modules``: files already imported for this run, so that two functions of one file
+    share it (and its module-level state) instead of each running it again."""
     where, sep, name = spec.rpartition(":")
     if not sep or not where or not name:
         raise ConfigError(f"reward: expected PATH.py:FUNC or module:FUNC (got {spec!r})")
-    if where.endswith(".py") or "/" in where or Path(where).exists():
+    modules = {} if modules is None else modules
+    if where in modules:
+        module = modules[where]
+    elif where.endswith(".py") or "/" in where or Path(where).exists():
         path = Path(where)
         if not path.is_file():
             raise ConfigError(f"reward: no such file: {where}")
@@ -74,6 +79,7 @@ def load_function(spec: str) -> Callable[..., Sequence[Any]]:
             module = importlib.import_module(where)
         except Exception as err:
             raise ConfigError(f"reward: cannot import module {where}: {_last_line(err)}") from None
+    modules[where] = module
     fn = getattr(module, name, None)
     if fn is None:
         raise ConfigError(f"reward: {where} has no function {name!r}")
@@ -91,8 +97,9 @@ def build_rewards(specs: list[str], weights: list[float], reward_model: Callable
     """The task's rewards in order (functions, then the reward model), each with its weight
     (all 1.0 when ``weights`` is empty). Names are the functions' own, made unique."""
     rewards: list[Reward] = []
+    modules: dict[str, Any] = {}
     for spec in specs:
-        fn = load_function(spec)
+        fn = load_function(spec, modules)
         name = spec.rpartition(":")[2]
         taken = {r.name for r in rewards}
         unique = (
